@@ -1,0 +1,86 @@
+"The `qwen-kd` command as a user runs it: exit codes, one-line errors, no partial output, and the whole demo."
+import json, os, subprocess, sys
+from pathlib import Path
+import pytest
+
+def qkd(*args, cwd=None):
+    return subprocess.run([sys.executable, "-c", "from qwen_kd.cli import main; main()", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+def one_line_error(r, *needles):
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("qwen-kd: error:"), r.stderr
+    for n in needles: assert n in lines[0], (n, lines[0])
+    assert "Traceback" not in r.stderr
+
+@pytest.fixture(scope="module")
+def demo_files(tmp_path_factory):
+    from qwen_kd.demo import make_demo_data
+    return make_demo_data(tmp_path_factory.mktemp("data"), 100, 100)
+
+def test_missing_input_exits_2(tmp_path):
+    r = qkd("data", "--grpo", "nope.json", "--sft", "nope.json", "--out", "out_dir", cwd=tmp_path)
+    one_line_error(r, "nope.json")
+    assert not (tmp_path/"out_dir").exists()
+
+def test_invalid_json_names_file_and_line(tmp_path, demo_files):
+    bad = tmp_path/"bad.json"
+    bad.write_text('[\n {"prompt": "a", "answer": "1"},\n {"prompt": "b", "answer": }\n]')
+    r = qkd("data", "--grpo", bad, "--sft", demo_files["sft"], "--out", tmp_path/"out")
+    one_line_error(r, "bad.json:3", "invalid JSON")
+    assert not (tmp_path/"out").exists()
+
+@pytest.mark.parametrize("opt,val,msg", [("--grpo-share", "1.5", "grpo_share must be in [0, 1]"),
+                                         ("--val-frac", "1", "val_frac must be in [0, 1)")])
+def test_bad_values_exit_2(tmp_path, demo_files, opt, val, msg):
+    r = qkd("data", "--grpo", demo_files["grpo"], "--sft", demo_files["sft"], "--out", tmp_path/"out", opt, val)
+    one_line_error(r, msg)
+    assert not (tmp_path/"out").exists()
+
+def test_data_matches_library(tmp_path, demo_files):
+    from qwen_kd.data import DataConfig, prepare_data
+    r = qkd("data", "--grpo", demo_files["grpo"], "--sft", demo_files["sft"], "--out", tmp_path/"cli", "--seed", "3")
+    assert r.returncode == 0, r.stderr
+    prepare_data(DataConfig(grpo=str(demo_files["grpo"]), sft=str(demo_files["sft"]), out=str(tmp_path/"lib"), seed=3))
+    for f in ("train.jsonl", "val.jsonl", "stats.json"):
+        assert (tmp_path/"cli"/f).read_bytes() == (tmp_path/"lib"/f).read_bytes(), f
+    st = json.loads((tmp_path/"cli"/"stats.json").read_text())
+    from qwen_kd.data import mix_size
+    n = mix_size(st["available"]["grpo"], st["available"]["sft"], 0.7)  # the largest mix both sources allow
+    assert st["counts"]["grpo"] == round(0.7 * n) and st["counts"]["sft"] == n - round(0.7 * n)
+    assert st["counts"]["grpo"] == st["available"]["grpo"]  # GRPO is the scarce source here: all of it is used
+
+@pytest.mark.parametrize("cmd", ["data", "teacher", "train", "eval", "run", "demo"])
+def test_help(cmd):
+    r = qkd(cmd, "--help")
+    assert r.returncode == 0 and "usage: qwen-kd " + cmd in r.stdout
+
+def test_config_typo_exits_2(tmp_path):
+    (tmp_path/"c.yaml").write_text("train:\n  alhpa: 0.5\n")
+    one_line_error(qkd("run", tmp_path/"c.yaml"), "c.yaml", "unknown key 'alhpa'", "did you mean 'alpha'?")
+    one_line_error(qkd("train", "--config", tmp_path/"missing.yaml"), "missing.yaml: config file not found")
+
+def test_missing_model_dir_exits_2(tmp_path, demo_files):
+    r = qkd("data", "--grpo", demo_files["grpo"], "--sft", demo_files["sft"], "--out", tmp_path/"mixed")
+    (tmp_path/"c.yaml").write_text(f"data:\n  out: {tmp_path/'mixed'}\nteacher:\n  base: {tmp_path/'no_model'}\n"
+                                   f"  quantization: none\n  out: {tmp_path/'t.jsonl'}\n")
+    one_line_error(qkd("teacher", "--config", tmp_path/"c.yaml"), "no_model: model directory not found")
+    assert not (tmp_path/"t.jsonl").exists()
+
+def test_demo_end_to_end(tmp_path):
+    "`qwen-kd demo` runs every stage and reports the four metrics for the three models."
+    r = qkd("demo", "--out", tmp_path/"demo")
+    assert r.returncode == 0, r.stderr[-3000:]
+    rep = json.loads((tmp_path/"demo"/"eval"/"report.json").read_text())
+    assert set(rep["models"]) == {"teacher", "student_before", "student_after"}
+    for m in rep["models"].values():
+        assert {"bleu", "rougeL", "ppl", "answer_accuracy"} <= set(m)
+    from qwen_kd.data import read_jsonl, prompt_messages
+    exs = {e["id"]: e for e in read_jsonl(tmp_path/"demo"/"mixed"/"train.jsonl")}
+    outs = read_jsonl(tmp_path/"demo"/"teacher"/"outputs.jsonl")
+    assert sorted(o["id"] for o in outs) == sorted(exs)  # every train example labelled exactly once
+    for o in outs:  # completions only: the prompt never leaks into teacher_output
+        assert prompt_messages(exs[o["id"]])[-1]["content"] not in o["teacher_output"]
+    assert (tmp_path/"demo"/"student_kd"/"model.safetensors").exists()
+    assert (tmp_path/"demo"/"eval"/"metrics.png").exists()
