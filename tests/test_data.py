@@ -161,13 +161,13 @@ def test_length_policy_counts(tmp_path, capsys):
     g = write_jsonl(tmp_path/"g.jsonl", [{"prompt": "word " * n, "solution": "ok " * r, "answer": "1"} for n, r in [(2, 2), (3, 40), (80, 1), (4, 3)]])
     s = write_jsonl(tmp_path/"s.jsonl", [{"instruction": f"task {i}", "output": "done"} for i in range(4)])
     tokdir = cache_dir()/"tokenizers"/"qwen2.5"
-    for policy, dropped in [("truncate", {"prompt_too_long": {"grpo": 1}, "truncated": {"grpo": 1}}),
-                            ("drop", {"prompt_too_long": {"grpo": 1}, "response_too_long": {"grpo": 1}})]:
+    for policy, dropped, truncated in [("truncate", {"prompt_too_long": {"grpo": 1}}, {"grpo": 1}),
+                                       ("drop", {"prompt_too_long": {"grpo": 1}, "response_too_long": {"grpo": 1}}, {})]:
         code, err = run_cli(capsys, "data", "--grpo", g, "--sft", s, "--out", tmp_path/policy, "--tokenizer", tokdir,
                             "--max-length", "40", "--length-policy", policy, "--grpo-share", "0.5")
         assert code == 0, err
         st = json.loads((tmp_path/policy/"stats.json").read_text())
-        assert st["dropped"] == dropped and st["token_lengths"]["grpo"]["max"] > 0
+        assert st["dropped"] == dropped and st["truncated"] == truncated and st["token_lengths"]["grpo"]["max"] > 0
         assert st["available"]["grpo"] == (3 if policy == "truncate" else 2)
 
 # --- scale: 200,000 lines, streamed ---------------------------------------------------------------------------
