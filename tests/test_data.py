@@ -3,7 +3,7 @@ import json, os, subprocess, sys, textwrap
 from pathlib import Path
 import pytest
 from qwen_kd.cli import main
-from qwen_kd.data import DataConfig, prepare_data, load_examples, dedup, read_jsonl, prompt_messages, mix_size, _norm
+from qwen_kd.data import DataConfig, prepare_data, load_examples, dedup, read_jsonl, prompt_messages, reference, mix_size, _norm
 
 FIX = Path(__file__).parent/"fixtures"
 sys.path.insert(0, str(FIX))
@@ -47,6 +47,8 @@ def test_shapes_content():
     assert b["messages"][0]["content"] == "Café: how many letters?"  # the BOM is stripped, not part of the text
     c = load_examples(FIX/"data"/"grpo_prompt.csv", "grpo")
     assert [e["answer"] for e in c] == ["6", "9"] and c[1]["messages"][0]["content"] == "Triple 3, please."
+    assert [e["answer"] for e in load_examples(FIX/"data"/"grpo_gsm8k.arrow", "grpo")] == ["4", "10"]
+    assert reference(load_examples(FIX/"data"/"sft_chat.parquet", "sft")[1]) == "m o o n"
     ch = load_examples(FIX/"data"/"sft_chat.jsonl", "sft")
     assert ch[0]["messages"][0]["role"] == "system" and ch[1]["meta"] == {"orig_id": "c2"} and len(ch[2]["messages"]) == 4
 
