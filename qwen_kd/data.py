@@ -75,7 +75,7 @@ def read_at(path: str|Path, offset: int) -> object:
         f.seek(offset)
         return json.loads(f.readline().decode("utf-8"))
 
-# %% ../nbs/00_data.ipynb #961ea44f
+# %% ../nbs/00_data.ipynb #93b9fcc9
 def _decode(path, raw: bytes) -> str:
     "Bytes as UTF-8 text (a leading BOM dropped); other encodings raise with the line of the first bad byte."
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -85,7 +85,8 @@ def _decode(path, raw: bytes) -> str:
         raise DataError(path, f"not UTF-8 (byte 0x{raw[err.start]:02x})", raw.count(b"\n", 0, err.start) + 1,
                         "re-save the file as UTF-8", reason="not_utf8")
 
-def iter_json_array(path: str|Path) -> Iterator[tuple[int, object, None]]:
+def iter_json_array(path: str|Path, # a file holding one JSON array of records
+                   ) -> Iterator[tuple[int, object, None]]: # (line the record starts on, record, no offset)
     "The records of a JSON array file with the line each starts on."
     text, dec = _decode(path, Path(path).read_bytes()), json.JSONDecoder()
     i, ln, at = len(text) - len(text.lstrip()), 1, 0
@@ -161,7 +162,8 @@ def iter_records(path: str|Path, # JSON array, JSON Lines, parquet, CSV, TSV or 
     else: raise DataError(path, "expected a JSON array of records or JSON Lines", 1,
                           "write `[{...}, {...}]` or one JSON object per line")
 
-def read_records(path: str|Path) -> list[tuple[int, object]]:
+def read_records(path: str|Path, # any file `iter_records` reads
+                ) -> list[tuple[int, object]]: # (line, record) pairs
     "All (line number, record) pairs of a data file; the first bad record raises its `DataError`."
     out = []
     for n, rec, _ in iter_records(path):
@@ -213,7 +215,7 @@ def prompt_key(prompt_messages: list[dict]) -> str:
     "A hash of the normalised prompt alone: equal across sources, so duplicates are found between files too."
     return hashlib.sha1(_prompt_text(prompt_messages).encode()).hexdigest()[:16]
 
-# %% ../nbs/00_data.ipynb #94848037
+# %% ../nbs/00_data.ipynb #970bc1f7
 def _chat(path, line, rec) -> tuple[list[dict], str|None]:
     msgs = rec.get("messages")
     if msgs is None: raise DataError(path, "field 'messages' is missing", line, "add a 'messages' list", reason="missing_field")
@@ -276,7 +278,7 @@ def to_example(rec, # one raw record
     if rec.get("id") is not None: ex["meta"] = {"orig_id": str(rec["id"])}
     return ex
 
-# %% ../nbs/00_data.ipynb #0d6e11b2
+# %% ../nbs/00_data.ipynb #ccc1a3b4
 def prompt_messages(ex: dict) -> list[dict]:
     "The conversation up to (not including) the final assistant reply."
     m = ex["messages"]
@@ -287,8 +289,11 @@ def reference(ex: dict) -> str|None:
     m = ex["messages"][-1]
     return m["content"] if m["role"] == "assistant" else None
 
-# %% ../nbs/00_data.ipynb #8d1eb917
-def load_examples(path: str|Path, source: str, schema: str = "auto", system: str|None = None) -> list[dict]:
+# %% ../nbs/00_data.ipynb #fa290e33
+def load_examples(path: str|Path, # a data file in any supported format
+                  source: str, # "grpo" or "sft"
+                  schema: str = "auto", system: str|None = None, # as in `to_example`
+                 ) -> list[dict]: # every record's canonical example, in file order
     "Read a file and return its canonical examples (duplicates kept); the first bad record raises a `DataError`."
     return [to_example(rec, source, path, line, schema, system) for line, rec in read_records(path)]
 
@@ -299,7 +304,7 @@ def dedup(examples: list[dict]) -> tuple[list[dict], int]:
         if ex["id"] not in seen: seen.add(ex["id"]); kept.append(ex)
     return kept, len(examples) - len(kept)
 
-# %% ../nbs/00_data.ipynb #801c2278
+# %% ../nbs/00_data.ipynb #df90f86c
 LENGTH_POLICIES = ("truncate", "drop")
 
 def turn_end_id(tok) -> int:
@@ -322,7 +327,7 @@ def _verdict(n_prompt: int, n_reply: int, max_length: int, policy: str) -> str|N
     if n_prompt + n_reply > max_length: return "response_too_long" if policy == "drop" else "truncated"
     return None
 
-# %% ../nbs/00_data.ipynb #d9d9c679
+# %% ../nbs/00_data.ipynb #8ae2d8a7
 def tokenize_chat(tok, # a tokenizer with a chat template
                   messages: list[dict], # the prompt turns
                   completion: str|None, # the assistant reply to learn, or None for a prompt only
@@ -339,18 +344,20 @@ def tokenize_chat(tok, # a tokenizer with a chat template
     c = c[:max_length - len(p)]
     return {"input_ids": p + c, "attention_mask": [1] * (len(p) + len(c)), "labels": [-100] * len(p) + c}
 
-def length_check(tok, ex: dict, max_length: int = 1024, policy: str = "truncate", system: str|None = None) -> tuple[str|None, int]:
+def length_check(tok, ex: dict, # tokenizer and canonical example
+                 max_length: int = 1024, policy: str = "truncate", system: str|None = None, # as in `tokenize_chat`
+                ) -> tuple[str|None, int]: # (why it does not fit as is, or None; prompt + reply tokens)
     "(reason it does not fit or None, prompt + reply tokens) for a canonical example."
     p, c = encode_prompt(tok, with_system(prompt_messages(ex), system)), encode_reply(tok, reference(ex))
     return _verdict(len(p), len(c), max_length, policy), len(p) + len(c)
 
-# %% ../nbs/00_data.ipynb #aeb2560a
+# %% ../nbs/00_data.ipynb #2bb3e57e
 def kd_collator(tok):
     "A collator that right-pads `input_ids`/`attention_mask` and pads `labels` with -100, returning tensors."
     from transformers import DataCollatorForSeq2Seq
     return DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100, return_tensors="pt")
 
-# %% ../nbs/00_data.ipynb #e4572ecf
+# %% ../nbs/00_data.ipynb #c07c202a
 class Ref(NamedTuple):
     "A kept example, small enough to hold hundreds of thousands: id, source, location, token count."
     id: str
@@ -366,7 +373,7 @@ def _dup_id(path, line, ex: dict, ids: dict):
                                     "give every record its own id", reason="duplicate_id")
     ids[orig] = line
 
-# %% ../nbs/00_data.ipynb #f506c26a
+# %% ../nbs/00_data.ipynb #eadd0554
 def scan_source(path: str|Path, # the data file
                 source: str, # "grpo" or "sft"
                 schema: str = "auto", system: str|None = None, # as in `to_example`
@@ -400,7 +407,7 @@ def scan_source(path: str|Path, # the data file
     if bad == n: raise DataError(path, f"none of its {n} records is valid: wrong shape for {source} data?", hint=skipped[0])
     return refs
 
-# %% ../nbs/00_data.ipynb #ca2dd8ab
+# %% ../nbs/00_data.ipynb #3f91865d
 MIX_MODES = ("share", "per_source")
 
 def mix_size(n_grpo: int, n_sft: int, share: float) -> int:
@@ -411,8 +418,12 @@ def mix_size(n_grpo: int, n_sft: int, share: float) -> int:
     while n > 0 and (round(share * n) > n_grpo or n - round(share * n) > n_sft): n -= 1
     return n
 
-def mix_counts(n_grpo: int, n_sft: int, share: float = 0.7, size: int|None = None, mode: str = "share",
-               allow_upsample: bool = False) -> tuple[int, int]:
+def mix_counts(n_grpo: int, n_sft: int, # examples available per source
+               share: float = 0.7, # GRPO share of the mix (mode="share") or of each source's pick (the seed's rule)
+               size: int|None = None, # mix size N; None = the largest both sources allow (mode="share")
+               mode: str = "share", # "share" or "per_source"
+               allow_upsample: bool = False, # allow more than a source holds, by repeating
+              ) -> tuple[int, int]: # (GRPO, SFT) counts
     "How many (GRPO, SFT) examples a mix takes; raises if the sources cannot fill it."
     if mode == "per_source": return int(n_grpo * share), int(n_sft * (1 - share))
     n = mix_size(n_grpo, n_sft, share) if size is None else size
@@ -427,8 +438,10 @@ def _draw(rng: random.Random, pool: list, k: int) -> list:
     reps, rest = divmod(k, len(pool)) if pool else (0, 0)
     return [x for _ in range(reps) for x in rng.sample(pool, len(pool))] + rng.sample(pool, rest)
 
-def mix(grpo: list, sft: list, share: float = 0.7, seed: int = 0, size: int|None = None,
-        mode: str = "share", allow_upsample: bool = False) -> list:
+def mix(grpo: list, sft: list, # GRPO and SFT items: canonical examples or `Ref`s
+        share: float = 0.7, seed: int = 0, size: int|None = None, # share, sampling seed, mix size (see `mix_counts`)
+        mode: str = "share", allow_upsample: bool = False,
+       ) -> list: # the mix, shuffled
     "A shuffled mix of GRPO and SFT items (examples or `Ref`s) with the counts of `mix_counts`, deterministic per seed."
     k_g, k_s = mix_counts(len(grpo), len(sft), share, size, mode, allow_upsample)
     rng = random.Random(seed)
@@ -436,10 +449,13 @@ def mix(grpo: list, sft: list, share: float = 0.7, seed: int = 0, size: int|None
     rng.shuffle(out)
     return out
 
-# %% ../nbs/00_data.ipynb #7b34ba73
+# %% ../nbs/00_data.ipynb #c1677993
 def _get(e, k: str): return e[k] if isinstance(e, dict) else getattr(e, k)
 
-def split(examples: list, val_frac: float = 0.1, seed: int = 0) -> tuple[list, list]:
+def split(examples: list, # canonical examples or `Ref`s (anything with `id` and `source`)
+          val_frac: float = 0.1, # held-out share of each source's distinct ids
+          seed: int = 0,
+         ) -> tuple[list, list]: # (train, val)
     "Split examples (or `Ref`s) into (train, val), stratified by source; order within each split is kept."
     rng, val_ids = random.Random(seed), set()
     for src in sorted({_get(e, "source") for e in examples}):
@@ -447,7 +463,7 @@ def split(examples: list, val_frac: float = 0.1, seed: int = 0) -> tuple[list, l
         val_ids.update(rng.sample(ids, round(val_frac * len(ids))))
     return [e for e in examples if _get(e, "id") not in val_ids], [e for e in examples if _get(e, "id") in val_ids]
 
-# %% ../nbs/00_data.ipynb #60d67d07
+# %% ../nbs/00_data.ipynb #45483d04
 def _write_temp(path: Path, text: str|Iterable[str]) -> str:
     "Write `text` to a fsynced temporary file next to `path`; returns its name (removed again on failure)."
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
@@ -493,7 +509,7 @@ def read_jsonl(path: str|Path) -> list[dict]:
     "Read a JSON Lines file written by this package."
     return [rec for _, rec in read_records(path)]
 
-# %% ../nbs/00_data.ipynb #1e923d75
+# %% ../nbs/00_data.ipynb #d37ecd42
 @dataclass
 class DataConfig:
     "Inputs and knobs of the data stage."
@@ -528,7 +544,7 @@ class DataConfig:
         s = [x.strip() for x in self.schema.split(",")]
         return (s[0], s[-1])
 
-# %% ../nbs/00_data.ipynb #f77a0c92
+# %% ../nbs/00_data.ipynb #51f8b859
 def materialise(refs: Iterable[Ref], # kept examples, in output order
                 paths: dict, # source -> data file
                 schemas: dict, system: str|None = None, # as used when scanning
@@ -550,7 +566,7 @@ def load_tokenizer(name: str):
     try: return AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError) as err: raise QwenKDError(f"{name}: tokenizer not found ({type(err).__name__}); give a local tokenizer folder")
 
-# %% ../nbs/00_data.ipynb #aac7f210
+# %% ../nbs/00_data.ipynb #850e62b9
 def quantiles(xs: list[int]) -> dict:
     "p50/p90/p99/max/mean of a list of lengths (nearest rank)."
     s = sorted(xs)
@@ -560,7 +576,11 @@ def quantiles(xs: list[int]) -> dict:
 
 def _by_source(refs) -> dict: return dict(sorted(Counter(r.source for r in refs).items()))
 
-def data_stats(cfg: DataConfig, avail: dict, mixed: list[Ref], train: list[Ref], val: list[Ref], drops: Counter, skipped: list) -> dict:
+def data_stats(cfg: DataConfig, # the run's config
+               avail: dict, # source -> examples kept after validation, dedup and length checks
+               mixed: list[Ref], train: list[Ref], val: list[Ref], # the mix and its split
+               drops: Counter, skipped: list, # (reason, source) counts and the first skipped-record messages
+              ) -> dict:
     "The stats.json dictionary of a data run."
     n_g = sum(r.source == "grpo" for r in mixed)
     dropped = {}
@@ -575,7 +595,7 @@ def data_stats(cfg: DataConfig, avail: dict, mixed: list[Ref], train: list[Ref],
         st["max_length"], st["length_policy"], st["truncated"] = cfg.max_length, cfg.length_policy, truncated
     return st
 
-# %% ../nbs/00_data.ipynb #1a5ea794
+# %% ../nbs/00_data.ipynb #d2753340
 def prepare_data(cfg: DataConfig, # the data stage's knobs
                  tok=None, # a tokenizer for length checks/stats (else `cfg.tokenizer` is loaded, if set)
                 ) -> dict: # the stats also written to stats.json
@@ -596,14 +616,17 @@ def prepare_data(cfg: DataConfig, # the data stage's knobs
                     "stats.json": json.dumps(stats, indent=2, ensure_ascii=False) + "\n"})
     return stats
 
-# %% ../nbs/00_data.ipynb #95a6e831
-def token_lengths(examples: Iterable[dict], tok, system: str|None = None) -> dict[str, list[int]]:
+# %% ../nbs/00_data.ipynb #2d08b06e
+def token_lengths(examples: Iterable[dict], # canonical examples
+                  tok, system: str|None = None, # tokenizer and optional system prompt
+                 ) -> dict[str, list[int]]: # source -> prompt + reply token counts
     "Prompt + reply token counts of examples, per source."
     out = {}
     for ex in examples: out.setdefault(ex["source"], []).append(length_check(tok, ex, 10**9, system=system)[1])
     return out
 
-def plot_lengths(lengths: dict[str, list[int]], max_length: int|None = None):
+def plot_lengths(lengths: dict[str, list[int]], # source -> token counts (`token_lengths`)
+                 max_length: int|None = None): # drawn as a dashed line
     "Histograms of token lengths, one colour per source; a dashed line at `max_length`."
     import matplotlib.pyplot as plt, numpy as np
     allx = [x for xs in lengths.values() for x in xs] + ([max_length] if max_length else [])
@@ -615,7 +638,7 @@ def plot_lengths(lengths: dict[str, list[int]], max_length: int|None = None):
     fig.tight_layout()
     return fig
 
-def plot_shares(stats: dict):
+def plot_shares(stats: dict): # a `prepare_data` result
     "Requested vs obtained GRPO share, and examples per source in train and val."
     import matplotlib.pyplot as plt
     fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3))
