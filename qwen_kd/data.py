@@ -75,7 +75,7 @@ def read_at(path: str|Path, offset: int) -> object:
         f.seek(offset)
         return json.loads(f.readline().decode("utf-8"))
 
-# %% ../nbs/00_data.ipynb #93b9fcc9
+# %% ../nbs/00_data.ipynb #d9858734
 def _decode(path, raw: bytes) -> str:
     "Bytes as UTF-8 text (a leading BOM dropped); other encodings raise with the line of the first bad byte."
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -97,17 +97,19 @@ def iter_json_array(path: str|Path, # a file holding one JSON array of records
     def syntax(pos, msg):
         return DataError(path, f"invalid JSON: {msg}", line(pos), "fix the JSON syntax on that line",
                          col=pos - text.rfind("\n", 0, pos), reason="invalid_json")
+    def close(pos):  # nothing but whitespace may follow the closing bracket
+        if text[pos + 1:].strip(): raise syntax(pos + 1 + len(text[pos + 1:]) - len(text[pos + 1:].lstrip()), "extra data after the closing ']'")
     i += 1
     while True:
         while i < len(text) and text[i] in " \t\r\n": i += 1
-        if i < len(text) and text[i] == "]": return
+        if i < len(text) and text[i] == "]": return close(i)
         try: rec, end = dec.raw_decode(text, i)
         except json.JSONDecodeError as err: raise syntax(err.pos, err.msg)
         yield line(i), rec, None
         i = end
         while i < len(text) and text[i] in " \t\r\n": i += 1
         if i < len(text) and text[i] == ",": i += 1
-        elif i < len(text) and text[i] == "]": return
+        elif i < len(text) and text[i] == "]": return close(i)
         else: raise syntax(i, "expected ',' or ']' after a record")
 
 # %% ../nbs/00_data.ipynb #dd5e772f
@@ -215,7 +217,7 @@ def prompt_key(prompt_messages: list[dict]) -> str:
     "A hash of the normalised prompt alone: equal across sources, so duplicates are found between files too."
     return hashlib.sha1(_prompt_text(prompt_messages).encode()).hexdigest()[:16]
 
-# %% ../nbs/00_data.ipynb #970bc1f7
+# %% ../nbs/00_data.ipynb #ec4eba37
 def _chat(path, line, rec) -> tuple[list[dict], str|None]:
     msgs = rec.get("messages")
     if msgs is None: raise DataError(path, "field 'messages' is missing", line, "add a 'messages' list", reason="missing_field")
@@ -278,7 +280,7 @@ def to_example(rec, # one raw record
     if rec.get("id") is not None: ex["meta"] = {"orig_id": str(rec["id"])}
     return ex
 
-# %% ../nbs/00_data.ipynb #ccc1a3b4
+# %% ../nbs/00_data.ipynb #039b42d4
 def prompt_messages(ex: dict) -> list[dict]:
     "The conversation up to (not including) the final assistant reply."
     m = ex["messages"]
@@ -289,7 +291,7 @@ def reference(ex: dict) -> str|None:
     m = ex["messages"][-1]
     return m["content"] if m["role"] == "assistant" else None
 
-# %% ../nbs/00_data.ipynb #fa290e33
+# %% ../nbs/00_data.ipynb #fe56b90b
 def load_examples(path: str|Path, # a data file in any supported format
                   source: str, # "grpo" or "sft"
                   schema: str = "auto", system: str|None = None, # as in `to_example`
@@ -304,7 +306,7 @@ def dedup(examples: list[dict]) -> tuple[list[dict], int]:
         if ex["id"] not in seen: seen.add(ex["id"]); kept.append(ex)
     return kept, len(examples) - len(kept)
 
-# %% ../nbs/00_data.ipynb #df90f86c
+# %% ../nbs/00_data.ipynb #2f9ec0af
 LENGTH_POLICIES = ("truncate", "drop")
 
 def turn_end_id(tok) -> int:
@@ -327,7 +329,7 @@ def _verdict(n_prompt: int, n_reply: int, max_length: int, policy: str) -> str|N
     if n_prompt + n_reply > max_length: return "response_too_long" if policy == "drop" else "truncated"
     return None
 
-# %% ../nbs/00_data.ipynb #8ae2d8a7
+# %% ../nbs/00_data.ipynb #da36cc1c
 def tokenize_chat(tok, # a tokenizer with a chat template
                   messages: list[dict], # the prompt turns
                   completion: str|None, # the assistant reply to learn, or None for a prompt only
@@ -351,13 +353,13 @@ def length_check(tok, ex: dict, # tokenizer and canonical example
     p, c = encode_prompt(tok, with_system(prompt_messages(ex), system)), encode_reply(tok, reference(ex))
     return _verdict(len(p), len(c), max_length, policy), len(p) + len(c)
 
-# %% ../nbs/00_data.ipynb #2bb3e57e
+# %% ../nbs/00_data.ipynb #4fb6d90c
 def kd_collator(tok):
     "A collator that right-pads `input_ids`/`attention_mask` and pads `labels` with -100, returning tensors."
     from transformers import DataCollatorForSeq2Seq
     return DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100, return_tensors="pt")
 
-# %% ../nbs/00_data.ipynb #c07c202a
+# %% ../nbs/00_data.ipynb #26eb90cc
 class Ref(NamedTuple):
     "A kept example, small enough to hold hundreds of thousands: id, source, location, token count."
     id: str
@@ -373,7 +375,7 @@ def _dup_id(path, line, ex: dict, ids: dict):
                                     "give every record its own id", reason="duplicate_id")
     ids[orig] = line
 
-# %% ../nbs/00_data.ipynb #eadd0554
+# %% ../nbs/00_data.ipynb #7a3a005c
 def scan_source(path: str|Path, # the data file
                 source: str, # "grpo" or "sft"
                 schema: str = "auto", system: str|None = None, # as in `to_example`
@@ -407,7 +409,7 @@ def scan_source(path: str|Path, # the data file
     if bad == n: raise DataError(path, f"none of its {n} records is valid: wrong shape for {source} data?", hint=skipped[0])
     return refs
 
-# %% ../nbs/00_data.ipynb #3f91865d
+# %% ../nbs/00_data.ipynb #6759184c
 MIX_MODES = ("share", "per_source")
 
 def mix_size(n_grpo: int, n_sft: int, share: float) -> int:
@@ -449,7 +451,7 @@ def mix(grpo: list, sft: list, # GRPO and SFT items: canonical examples or `Ref`
     rng.shuffle(out)
     return out
 
-# %% ../nbs/00_data.ipynb #c1677993
+# %% ../nbs/00_data.ipynb #2fd241d5
 def _get(e, k: str): return e[k] if isinstance(e, dict) else getattr(e, k)
 
 def split(examples: list, # canonical examples or `Ref`s (anything with `id` and `source`)
@@ -463,7 +465,7 @@ def split(examples: list, # canonical examples or `Ref`s (anything with `id` and
         val_ids.update(rng.sample(ids, round(val_frac * len(ids))))
     return [e for e in examples if _get(e, "id") not in val_ids], [e for e in examples if _get(e, "id") in val_ids]
 
-# %% ../nbs/00_data.ipynb #45483d04
+# %% ../nbs/00_data.ipynb #bc165de4
 def _write_temp(path: Path, text: str|Iterable[str]) -> str:
     "Write `text` to a fsynced temporary file next to `path`; returns its name (removed again on failure)."
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
@@ -509,7 +511,7 @@ def read_jsonl(path: str|Path) -> list[dict]:
     "Read a JSON Lines file written by this package."
     return [rec for _, rec in read_records(path)]
 
-# %% ../nbs/00_data.ipynb #d37ecd42
+# %% ../nbs/00_data.ipynb #7e85d306
 @dataclass
 class DataConfig:
     "Inputs and knobs of the data stage."
@@ -544,7 +546,7 @@ class DataConfig:
         s = [x.strip() for x in self.schema.split(",")]
         return (s[0], s[-1])
 
-# %% ../nbs/00_data.ipynb #51f8b859
+# %% ../nbs/00_data.ipynb #fff08552
 def materialise(refs: Iterable[Ref], # kept examples, in output order
                 paths: dict, # source -> data file
                 schemas: dict, system: str|None = None, # as used when scanning
@@ -566,7 +568,7 @@ def load_tokenizer(name: str):
     try: return AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError) as err: raise QwenKDError(f"{name}: tokenizer not found ({type(err).__name__}); give a local tokenizer folder")
 
-# %% ../nbs/00_data.ipynb #850e62b9
+# %% ../nbs/00_data.ipynb #7c4e1f4e
 def quantiles(xs: list[int]) -> dict:
     "p50/p90/p99/max/mean of a list of lengths (nearest rank)."
     s = sorted(xs)
@@ -595,7 +597,7 @@ def data_stats(cfg: DataConfig, # the run's config
         st["max_length"], st["length_policy"], st["truncated"] = cfg.max_length, cfg.length_policy, truncated
     return st
 
-# %% ../nbs/00_data.ipynb #d2753340
+# %% ../nbs/00_data.ipynb #18da4d0a
 def prepare_data(cfg: DataConfig, # the data stage's knobs
                  tok=None, # a tokenizer for length checks/stats (else `cfg.tokenizer` is loaded, if set)
                 ) -> dict: # the stats also written to stats.json
@@ -616,7 +618,7 @@ def prepare_data(cfg: DataConfig, # the data stage's knobs
                     "stats.json": json.dumps(stats, indent=2, ensure_ascii=False) + "\n"})
     return stats
 
-# %% ../nbs/00_data.ipynb #2d08b06e
+# %% ../nbs/00_data.ipynb #81e504ec
 def token_lengths(examples: Iterable[dict], # canonical examples
                   tok, system: str|None = None, # tokenizer and optional system prompt
                  ) -> dict[str, list[int]]: # source -> prompt + reply token counts
