@@ -75,7 +75,7 @@ def read_at(path: str|Path, offset: int) -> object:
         f.seek(offset)
         return json.loads(f.readline().decode("utf-8"))
 
-# %% ../nbs/00_data.ipynb #af2496a4
+# %% ../nbs/00_data.ipynb #100f95c3
 def _decode(path, raw: bytes) -> str:
     "Bytes as UTF-8 text (a leading BOM dropped); other encodings raise with the line of the first bad byte."
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -227,7 +227,7 @@ def prompt_key(prompt_messages: list[dict]) -> str:
     "A hash of the normalised prompt alone: equal across sources, so duplicates are found between files too."
     return hashlib.sha1(_prompt_text(prompt_messages).encode()).hexdigest()[:16]
 
-# %% ../nbs/00_data.ipynb #5eafeb52
+# %% ../nbs/00_data.ipynb #992bbff6
 def _chat(path, line, rec) -> tuple[list[dict], str|None]:
     msgs = rec.get("messages")
     if msgs is None: raise DataError(path, "field 'messages' is missing", line, "add a 'messages' list", reason="missing_field")
@@ -290,7 +290,7 @@ def to_example(rec, # one raw record
     if rec.get("id") is not None: ex["meta"] = {"orig_id": str(rec["id"])}
     return ex
 
-# %% ../nbs/00_data.ipynb #73b22851
+# %% ../nbs/00_data.ipynb #90a8e357
 def prompt_messages(ex: dict) -> list[dict]:
     "The conversation up to (not including) the final assistant reply."
     m = ex["messages"]
@@ -301,7 +301,7 @@ def reference(ex: dict) -> str|None:
     m = ex["messages"][-1]
     return m["content"] if m["role"] == "assistant" else None
 
-# %% ../nbs/00_data.ipynb #b3e42f50
+# %% ../nbs/00_data.ipynb #c19d869f
 def load_examples(path: str|Path, # a data file in any supported format
                   source: str, # "grpo" or "sft"
                   schema: str = "auto", system: str|None = None, # as in `to_example`
@@ -316,7 +316,7 @@ def dedup(examples: list[dict]) -> tuple[list[dict], int]:
         if ex["id"] not in seen: seen.add(ex["id"]); kept.append(ex)
     return kept, len(examples) - len(kept)
 
-# %% ../nbs/00_data.ipynb #6c80644f
+# %% ../nbs/00_data.ipynb #278f6ee7
 LENGTH_POLICIES = ("truncate", "drop")
 
 def turn_end_id(tok) -> int:
@@ -339,7 +339,7 @@ def _verdict(n_prompt: int, n_reply: int, max_length: int, policy: str) -> str|N
     if n_prompt + n_reply > max_length: return "response_too_long" if policy == "drop" else "truncated"
     return None
 
-# %% ../nbs/00_data.ipynb #bfdb6b6c
+# %% ../nbs/00_data.ipynb #d6242517
 def tokenize_chat(tok, # a tokenizer with a chat template
                   messages: list[dict], # the prompt turns
                   completion: str|None, # the assistant reply to learn, or None for a prompt only
@@ -363,13 +363,13 @@ def length_check(tok, ex: dict, # tokenizer and canonical example
     p, c = encode_prompt(tok, with_system(prompt_messages(ex), system)), encode_reply(tok, reference(ex))
     return _verdict(len(p), len(c), max_length, policy), len(p) + len(c)
 
-# %% ../nbs/00_data.ipynb #f4d259cc
+# %% ../nbs/00_data.ipynb #5cf719fd
 def kd_collator(tok):
     "A collator that right-pads `input_ids`/`attention_mask` and pads `labels` with -100, returning tensors."
     from transformers import DataCollatorForSeq2Seq
     return DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100, return_tensors="pt")
 
-# %% ../nbs/00_data.ipynb #727bc2ad
+# %% ../nbs/00_data.ipynb #3950552b
 class Ref(NamedTuple):
     "A kept example, small enough to hold hundreds of thousands: id, source, location, token count."
     id: str
@@ -385,7 +385,7 @@ def _dup_id(path, line, ex: dict, ids: dict):
                                     "give every record its own id", reason="duplicate_id")
     ids[orig] = line
 
-# %% ../nbs/00_data.ipynb #e34491e6
+# %% ../nbs/00_data.ipynb #b8086506
 def scan_source(path: str|Path, # the data file
                 source: str, # "grpo" or "sft"
                 schema: str = "auto", system: str|None = None, # as in `to_example`
@@ -419,7 +419,7 @@ def scan_source(path: str|Path, # the data file
     if bad == n: raise DataError(path, f"none of its {n} records is valid: wrong shape for {source} data?", hint=skipped[0])
     return refs
 
-# %% ../nbs/00_data.ipynb #b0e3442f
+# %% ../nbs/00_data.ipynb #3743d56d
 MIX_MODES = ("share", "per_source")
 
 def mix_size(n_grpo: int, n_sft: int, share: float) -> int:
@@ -461,7 +461,7 @@ def mix(grpo: list, sft: list, # GRPO and SFT items: canonical examples or `Ref`
     rng.shuffle(out)
     return out
 
-# %% ../nbs/00_data.ipynb #c7e243a3
+# %% ../nbs/00_data.ipynb #6f83d158
 def _get(e, k: str): return e[k] if isinstance(e, dict) else getattr(e, k)
 
 def split(examples: list, # canonical examples or `Ref`s (anything with `id` and `source`)
@@ -475,7 +475,7 @@ def split(examples: list, # canonical examples or `Ref`s (anything with `id` and
         val_ids.update(rng.sample(ids, round(val_frac * len(ids))))
     return [e for e in examples if _get(e, "id") not in val_ids], [e for e in examples if _get(e, "id") in val_ids]
 
-# %% ../nbs/00_data.ipynb #ca427da5
+# %% ../nbs/00_data.ipynb #cc29930f
 def _write_temp(path: Path, text: str|Iterable[str]) -> str:
     "Write `text` to a fsynced temporary file next to `path`; returns its name (removed again on failure)."
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
@@ -521,7 +521,7 @@ def read_jsonl(path: str|Path) -> list[dict]:
     "Read a JSON Lines file written by this package."
     return [rec for _, rec in read_records(path)]
 
-# %% ../nbs/00_data.ipynb #7c5efcf8
+# %% ../nbs/00_data.ipynb #e352ab8c
 @dataclass
 class DataConfig:
     "Inputs and knobs of the data stage."
@@ -556,7 +556,7 @@ class DataConfig:
         s = [x.strip() for x in self.schema.split(",")]
         return (s[0], s[-1])
 
-# %% ../nbs/00_data.ipynb #8fa66a60
+# %% ../nbs/00_data.ipynb #c5ec0c1a
 def materialise(refs: Iterable[Ref], # kept examples, in output order
                 paths: dict, # source -> data file
                 schemas: dict, system: str|None = None, # as used when scanning
@@ -578,7 +578,7 @@ def load_tokenizer(name: str):
     try: return AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError) as err: raise QwenKDError(f"{name}: tokenizer not found ({type(err).__name__}); give a local tokenizer folder")
 
-# %% ../nbs/00_data.ipynb #6406f28b
+# %% ../nbs/00_data.ipynb #b49eb543
 def quantiles(xs: list[int]) -> dict:
     "p50/p90/p99/max/mean of a list of lengths (nearest rank)."
     s = sorted(xs)
@@ -607,7 +607,7 @@ def data_stats(cfg: DataConfig, # the run's config
         st["max_length"], st["length_policy"], st["truncated"] = cfg.max_length, cfg.length_policy, truncated
     return st
 
-# %% ../nbs/00_data.ipynb #b870f790
+# %% ../nbs/00_data.ipynb #a5676ca4
 def prepare_data(cfg: DataConfig, # the data stage's knobs
                  tok=None, # a tokenizer for length checks/stats (else `cfg.tokenizer` is loaded, if set)
                 ) -> dict: # the stats also written to stats.json
@@ -628,7 +628,7 @@ def prepare_data(cfg: DataConfig, # the data stage's knobs
                     "stats.json": json.dumps(stats, indent=2, ensure_ascii=False) + "\n"})
     return stats
 
-# %% ../nbs/00_data.ipynb #17ed22b4
+# %% ../nbs/00_data.ipynb #42a2d377
 def token_lengths(examples: Iterable[dict], # canonical examples
                   tok, system: str|None = None, # tokenizer and optional system prompt
                  ) -> dict[str, list[int]]: # source -> prompt + reply token counts
