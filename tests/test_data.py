@@ -206,3 +206,11 @@ def test_200k_lines_peak_rss(tmp_path):
     assert 1 < res["growth_mb"] < 300  # > 1: the measurement sees the run at all
     with open(tmp_path/"m"/"train.jsonl") as f: first = json.loads(f.readline())
     assert first["source"] in ("grpo", "sft") and first["messages"][0]["role"] == "user"
+
+def test_system_prompt_reaches_every_record(tmp_path, capsys):
+    code, err = run_cli(capsys, "data", "--grpo", FIX/"data"/"grpo_prompt.json", "--sft", FIX/"data"/"sft_chat.jsonl",
+                        "--out", tmp_path/"m", "--system-prompt", "Be brief.", "--val-frac", "0", "--grpo-share", "0.5")
+    assert code == 0, err
+    exs = read_jsonl(tmp_path/"m"/"train.jsonl")
+    assert exs and all(e["messages"][0] == {"role": "system", "content": "Be brief."} for e in exs if e["source"] == "grpo")
+    assert all(e["messages"][0]["role"] == "system" for e in exs)  # chat records keep their own system turn
