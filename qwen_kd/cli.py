@@ -135,6 +135,15 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--val-frac", type=float, default=0.1, help="held-out share, stratified by source (default 0.1)")
     d.add_argument("--size", type=int, default=None, help="total examples (default: the largest mix both sources allow)")
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--mode", choices=["share", "per_source"], default="share",
+                   help="share: exactly round(share*N) GRPO; per_source: the seed's int(0.7*|grpo|) + int(0.3*|sft|)")
+    d.add_argument("--allow-upsample", action="store_true", help="let --size exceed the sources by repeating examples")
+    d.add_argument("--schema", default="auto", help="auto|prompt|alpaca|chat|gsm8k, or GRPO,SFT (e.g. prompt,alpaca)")
+    d.add_argument("--skip-invalid", action="store_true", help="drop bad records (counted by reason in stats.json) instead of stopping")
+    d.add_argument("--system-prompt", default=None, help="system turn added to examples without one")
+    d.add_argument("--tokenizer", default=None, help="tokenizer folder: enables length checks and token-length stats")
+    d.add_argument("--max-length", type=int, default=1024, help="row limit in tokens (with --tokenizer; default 1024)")
+    d.add_argument("--length-policy", choices=["truncate", "drop"], default="truncate", help="a reply past --max-length")
     for name, helptext in [("teacher", "write the teacher's pseudo-labels (resumable)"), ("train", "distil the teacher into the student"),
                            ("eval", "evaluate models and write the report")]:
         s = sub.add_parser(name, help=helptext)
@@ -153,8 +162,11 @@ def cli(argv: list[str]|None = None) -> int:
     a = _parser().parse_args(argv)
     if a.cmd == "data":
         st = prepare_data(DataConfig(grpo=a.grpo, sft=a.sft, out=a.out, grpo_share=a.grpo_share, val_frac=a.val_frac,
-                                     size=a.size, seed=a.seed))
-        print(json.dumps(st["counts"]), f"grpo share {st['obtained_grpo_share']:.3f}")
+                                     size=a.size, seed=a.seed, mode=a.mode, allow_upsample=a.allow_upsample, schema=a.schema,
+                                     skip_invalid=a.skip_invalid, system_prompt=a.system_prompt, tokenizer=a.tokenizer,
+                                     max_length=a.max_length, length_policy=a.length_policy))
+        print(json.dumps(st["counts"]), f"grpo share {st['obtained_grpo_share']:.3f}",
+              f"dropped {json.dumps(st['dropped'])}" if st["dropped"] else "")
     elif a.cmd in ("teacher", "train", "eval"):
         cfg = load_config(a.config, with_overrides(read_yaml(a.config), a.cmd, a.set))
         res = run_pipeline(cfg, stages=(a.cmd,))
