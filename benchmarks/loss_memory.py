@@ -9,8 +9,9 @@ On a machine shared with other jobs, a naive run that would not fit in `MemAvail
 its peak is extrapolated linearly from the largest N measured (the naive loss is a handful of (N, V) tensors), and
 the line says so. Wall times on a shared 2-core machine are noisy.
 
-Liger-kernel is not measured: its chunked JSD needs Triton (no CPU path in the installed environment), and this
-benchmark runs on CPU only.
+Liger-kernel is not measured: it is not installed in this project's environment and was not tried (installing it
+into the shared environment was out of scope); its `chunked_loss` JSD with `compiled=False` may run on CPU and would
+be the natural third column.
 
     python benchmarks/loss_memory.py            # the table and the ratio lines
     python benchmarks/loss_memory.py --one fused 1024 --V 32000 --H 512   # one JSON line, used by nbs/02_loss
