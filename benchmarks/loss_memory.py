@@ -1,0 +1,81 @@
+"""Peak memory and wall time of the KD loss, naive (`kd_loss` on materialised logits) vs fused (`fused_kd_loss`).
+
+V = 151,936, H = 1,536 (a Qwen2.5-1.5B-sized lm_head for student and teacher), N = 1,024 and 4,096 target tokens,
+fp32 on CPU, forward + backward (gradients w.r.t. the student hidden states and lm_head weight), FKL, T = 2, alpha = 0.5.
+Each (implementation, N) runs in its own subprocess; memory is `ru_maxrss` growth above the RSS after setup (inputs
+and weights allocated), so it counts the loss's own activations, logits and gradients.
+
+On a machine shared with other jobs, a naive run that would not fit in `MemAvailable` (with margin) is not started:
+its peak is extrapolated linearly from the largest N measured (the naive loss is a handful of (N, V) tensors), and
+the line says so. Wall times on a shared 2-core machine are noisy.
+
+Liger-kernel is not measured: it is not installed in this project's environment and was not tried (installing it
+into the shared environment was out of scope); its `chunked_loss` JSD with `compiled=False` may run on CPU and would
+be the natural third column.
+
+    python benchmarks/loss_memory.py            # the table and the ratio lines
+    python benchmarks/loss_memory.py --one fused 1024 --V 32000 --H 512   # one JSON line, used by nbs/02_loss
+"""
+import argparse, json, os, resource, subprocess, sys, time
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f: return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+def avail_mb() -> float:
+    with open("/proc/meminfo") as f: return next(int(l.split()[1]) for l in f if l.startswith("MemAvailable")) / 1024
+
+def one(impl: str, n: int, V: int, H: int, chunk: int) -> dict:
+    "Run one forward + backward in this process and measure it."
+    import torch
+    from qwen_kd.loss import kd_loss, fused_kd_loss
+    torch.manual_seed(0); torch.set_grad_enabled(True)
+    hs = (torch.randn(1, n + 1, H) * 0.5).requires_grad_()  # n + 1 positions → n shifted targets
+    ws = (torch.randn(V, H) * 0.02).requires_grad_()
+    ht, wt = torch.randn(1, n + 1, H) * 0.5, torch.randn(V, H) * 0.02
+    y = torch.randint(0, V, (1, n + 1)); y[0, 0] = -100
+    base = rss_mb()
+    t0 = time.perf_counter()
+    if impl == "naive":
+        with torch.no_grad(): t_logits = ht @ wt.T  # (1, n+1, V) the teacher never needs gradients
+        loss = kd_loss(hs @ ws.T, t_logits, y, 0.5, 2.0)[0]
+    else:
+        loss = fused_kd_loss(hs, ws, ht, wt, y, "fkl", 2.0, 0.5, chunk_size=chunk)[0]
+    loss.backward()
+    secs = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return {"impl": impl, "n": n, "peak_mb": round(peak - base, 1), "secs": round(secs, 2), "loss": loss.item()}
+
+def run(impl, n, V, H, chunk) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--one", impl, str(n), "--V", str(V), "--H", str(H), "--chunk", str(chunk)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("--one", nargs=2, metavar=("IMPL", "N"))
+    p.add_argument("--V", type=int, default=151_936); p.add_argument("--H", type=int, default=1_536)
+    p.add_argument("--chunk", type=int, default=256)
+    p.add_argument("--ns", type=int, nargs="+", default=[1024, 4096])
+    a = p.parse_args()
+    if a.one: print(json.dumps(one(a.one[0], int(a.one[1]), a.V, a.H, a.chunk))); sys.exit()
+    import torch
+    print(f"V={a.V:,} H={a.H:,} fp32 CPU ({torch.get_num_threads()} threads), forward+backward, FKL T=2 alpha=0.5, fused chunk={a.chunk}")
+    res = {}
+    for n in a.ns:
+        for impl in ("fused", "naive"):
+            done = [m for m in a.ns if (impl, m) in res and not res[impl, m].get("extrapolated")]
+            base = max(done) if done else None
+            need = res[impl, base]["peak_mb"] * n / base * 1.15 + 3 * a.V * a.H * 4 / 2**20 if impl == "naive" and base else 0
+            if need > avail_mb():  # the naive loss grows ~linearly in N; never push a shared machine into the OOM killer
+                r = res[impl, n] = {**res[impl, base], "peak_mb": res[impl, base]["peak_mb"] * n / base, "extrapolated": base}
+                print(f"{impl:>6} N={n:>5}: not run (needs ~{need:.0f} MB, {avail_mb():.0f} MB available): "
+                      f"~{r['peak_mb']:.0f} MB extrapolated linearly from N={base}", flush=True)
+                continue
+            r = res[impl, n] = run(impl, n, a.V, a.H, a.chunk)
+            print(f"{impl:>6} N={n:>5}: peak {r['peak_mb']:>8.0f} MB above baseline, {r['secs']:>6.2f} s, loss {r['loss']:.4f}", flush=True)
+    n = max(a.ns)
+    base = res["naive", n].get("extrapolated")
+    note = f" (naive extrapolated from N={base})" if base else ""
+    print(f"naive/fused memory at N={n}: {res['naive', n]['peak_mb'] / res['fused', n]['peak_mb']:.1f}x{note}")
+    m = base or n
+    print(f"naive/fused time at N={m}: {res['naive', m]['secs'] / res['fused', m]['secs']:.1f}x")
