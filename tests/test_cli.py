@@ -84,3 +84,18 @@ def test_demo_end_to_end(tmp_path):
         assert prompt_messages(exs[o["id"]])[-1]["content"] not in o["teacher_output"]
     assert (tmp_path/"demo"/"student_kd"/"model.safetensors").exists()
     assert (tmp_path/"demo"/"eval"/"metrics.png").exists()
+
+def test_eval_with_models_flag(tmp_path):
+    "`qwen-kd eval --models name=BASE,... --data val.jsonl` needs no config and writes the report."
+    from qwen_kd.demo import tiny_qwen2, qwen_tokenizer
+    from qwen_kd.data import to_example, to_jsonl
+    for name, seed in (("a", 0), ("b", 1)):
+        tiny_qwen2(seed).save_pretrained(tmp_path/name); qwen_tokenizer("qwen1.5").save_pretrained(tmp_path/name)
+    exs = [to_example({"prompt": f"{i}+1?", "solution": f"\\boxed{{{i+1}}}", "answer": str(i + 1)}, "grpo") for i in range(3)]
+    (tmp_path/"val.jsonl").write_text(to_jsonl(exs))
+    r = qkd("eval", "--models", f"teacher={tmp_path/'a'},student={tmp_path/'b'}", "--data", tmp_path/"val.jsonl",
+            "--out", tmp_path/"ev", "--set", "max_new_tokens=3")
+    assert r.returncode == 0, r.stderr[-2000:]
+    rep = json.loads((tmp_path/"ev"/"report.json").read_text())
+    assert set(rep["models"]) == {"teacher", "student"} and rep["models"]["teacher"]["top1_agreement"] == 1.0
+    one_line_error(qkd("eval", "--models", "nobase"), "eval needs --config")
