@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_train.ipynb #8351a048
 from __future__ import annotations
-import json, math
+import json, math, random, warnings
 from collections import defaultdict
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
@@ -12,13 +12,20 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
 from .data import QwenKDError, kd_collator, prompt_messages, reference, read_jsonl, tokenize_chat, atomic_write
-from .teacher import TeacherConfig, load_teacher, load_tokenizer, resolve_dtype, read_done
-from .loss import kd_loss, fused_kd_loss, shared_vocab
+from .teacher import (TeacherConfig, GenConfig, load_teacher, load_tokenizer, resolve_dtype, read_done,
+                             quantization_config, tokenizer_hash, _check_dir, _left_pad)
+from .loss import KINDS, kd_loss, fused_kd_loss, shared_vocab
 
 # %% auto #0
-__all__ = ['KDConfig', 'logits_to_keep', 'KDTrainer', 'build_dataset', 'training_args', 'keep_freed_memory', 'train_student']
+__all__ = ['MODES', 'ADAPTERS', 'PRECISIONS', 'KDConfig', 'SparseCache', 'KDCollator', 'logits_to_keep', 'KDTrainer',
+           'with_adapter', 'load_student', 'build_dataset', 'training_args', 'keep_freed_memory', 'save_student',
+           'train_student']
 
 # %% ../nbs/03_train.ipynb #05972ded
+MODES = ("online", "offline", "seqkd", "on_policy")
+ADAPTERS = ("none", "lora", "qlora")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "bf16-pure")
+
 @dataclass
 class KDConfig:
     "Student, data and knobs of the KD run (defaults are the seed's settings)."
@@ -27,33 +34,106 @@ class KDConfig:
     data: str = "mixed/train.jsonl"  # examples (prompts) to train on
     teacher_outputs: str|None = "teacher/outputs.jsonl"  # pseudo-labels; needed when target="teacher"
     output_dir: str = "student_kd"  # the trained student (save_pretrained) and Trainer checkpoints
-    mode: str = "online"  # online: teacher forward each batch | seqkd: CE on the targets only
+    mode: str = "online"  # online | offline (sparse logit cache, no teacher in memory) | seqkd (CE only) | on_policy (GKD)
     target: str = "teacher"  # teacher: train on pseudo-labels | reference: on the data's replies
     alpha: float = 0.5  # weight of the KD term; the seed suggests 0.3 if the student converges slowly
     temperature: float = 2.0  # softens both distributions; higher passes more of the teacher's "dark knowledge"
+    divergence: str = "fkl"  # fkl | rkl | js | tvd | skl | srkl (fdistill's); offline supports fkl only
+    beta: float = 0.5  # js: the teacher's mixture weight (0 = FKL, 1 = RKL)
+    logit_cache: str|None = None  # offline: the teacher's sparse-logit cache; default `logits/` next to teacher_outputs
+    lmbda: float = 0.5  # on_policy: share of optimiser steps trained on the student's own samples (GKD's λ)
+    on_policy_max_new_tokens: int = 256  # on_policy: the longest reply the student samples
+    on_policy_temperature: float = 1.0  # on_policy: sampling temperature of the student
     fused: bool = True  # chunked KD loss from hidden states (no B×L×V logits); False = the naive reference loss
+    adapter: str = "none"  # none: train every weight | lora | qlora (4-bit base + LoRA, the least memory)
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_targets: str = "all-linear"  # PEFT target_modules: all-linear, or comma-separated names (q_proj,v_proj)
     epochs: float = 3.0
     max_steps: int = -1  # > 0 overrides epochs
     batch_size: int = 2  # per device; raise it with memory to spare
     grad_accum: int = 8  # effective batch = batch_size · grad_accum · devices
     lr: float = 5e-5
     warmup_steps: float = 0.0  # a fraction of the run if < 1, else a step count
+    optim: str = "adamw_torch"  # any TrainingArguments optim; adamw_bnb_8bit keeps 2 bytes of state per weight, not 8
+    max_grad_norm: float = 1.0
     max_length: int = 1024  # prompt + reply tokens; longer replies are truncated, longer prompts dropped
-    precision: str = "auto"  # auto (bf16 on a capable GPU, else fp32) | fp32 | bf16 | fp16
+    precision: str = "auto"  # auto (bf16 on a capable GPU, else fp32) | fp32 | bf16 | fp16 (mixed) | bf16-pure
     gradient_checkpointing: bool = False  # ~30% slower, far less activation memory
+    max_nonfinite: int = 5  # abort after this many optimiser steps in a row with a NaN/inf loss (each is skipped)
     logging_steps: int = 10
     save_steps: int = 500
     seed: int = 0
     report_to: str = "none"  # none | tensorboard | wandb | ...
     resume: bool = False  # continue from the last checkpoint in output_dir
     trust_remote_code: bool = False
+    allow_pickle: bool = False  # load a student stored as pickle (.bin) weights: only from a source you trust
     def __post_init__(self):
+        def one_of(name, options):
+            if getattr(self, name) not in options:
+                raise QwenKDError(f"{name} must be one of {', '.join(options)}, got {getattr(self, name)!r}")
+        for name, options in (("mode", MODES), ("target", ("teacher", "reference")), ("divergence", KINDS),
+                              ("adapter", ADAPTERS), ("precision", PRECISIONS)): one_of(name, options)
         if not 0 <= self.alpha <= 1: raise QwenKDError(f"alpha must be in [0, 1], got {self.alpha}")
         if self.temperature <= 0: raise QwenKDError(f"temperature must be > 0, got {self.temperature}")
-        if self.mode not in ("online", "seqkd"): raise QwenKDError(f"mode must be online or seqkd, got {self.mode!r}")
-        if self.target not in ("teacher", "reference"): raise QwenKDError(f"target must be teacher or reference, got {self.target!r}")
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"): raise QwenKDError(f"precision must be auto, fp32, bf16 or fp16")
-        if min(self.batch_size, self.grad_accum, self.max_length) < 1: raise QwenKDError("batch_size, grad_accum and max_length must be ≥ 1")
+        if not 0 <= self.beta <= 1: raise QwenKDError(f"beta must be in [0, 1], got {self.beta}")
+        if not 0 <= self.lmbda <= 1: raise QwenKDError(f"lmbda must be in [0, 1], got {self.lmbda}")
+        if self.on_policy_temperature <= 0: raise QwenKDError(f"on_policy_temperature must be > 0, got {self.on_policy_temperature}")
+        if self.mode == "offline" and self.divergence != "fkl":
+            raise QwenKDError(f"mode offline estimates the forward KL only: set divergence: fkl (or use mode: online for {self.divergence})")
+        if self.mode == "offline" and self.target != "teacher":
+            raise QwenKDError("mode offline trains on the teacher outputs its cache was computed on: set target: teacher")
+        if min(self.batch_size, self.grad_accum, self.max_length, self.lora_r, self.max_nonfinite, self.on_policy_max_new_tokens) < 1:
+            raise QwenKDError("batch_size, grad_accum, max_length, lora_r, max_nonfinite and on_policy_max_new_tokens must be ≥ 1")
+
+    @property
+    def cache_path(self) -> Path:
+        "Where offline mode reads the teacher's sparse targets."
+        return Path(self.logit_cache or Path(self.teacher_outputs or ".").parent/"logits")
+
+# %% ../nbs/03_train.ipynb #fd0d8681
+class SparseCache:
+    "Read-only view of a teacher logit cache (`cache_teacher_logits`): the index read once, shards opened lazily."
+    def __init__(self, path: str|Path):
+        self.path = Path(path)
+        if not (self.path/"index.json").is_file():
+            raise QwenKDError(f"{self.path}: no teacher logit cache here (run `qwen-kd teacher` with cache_logits: sample, "
+                              "or point logit_cache at one)")
+        self.index = json.loads((self.path/"index.json").read_text())
+        self.mode, self.k, self.vocab = self.index["mode"], self.index["k"], self.index["vocab"]
+        self.where = {i: s for s, ids in self.index["shards"].items() for i in ids}
+        self._files = {}
+
+    def __contains__(self, example_id: str) -> bool: return example_id in self.where
+
+    def get(self, example_id: str, positions: int) -> tuple[torch.Tensor, torch.Tensor]:
+        "`ids` (P, k) long and `logp` (P, k) float of the first `positions` target tokens of one example."
+        from safetensors import safe_open
+        shard = self.where.get(example_id)
+        if shard is None: raise QwenKDError(f"{self.path}: no cached teacher targets for example {example_id} (rerun the teacher stage to complete the cache)")
+        if shard not in self._files: self._files[shard] = safe_open(str(self.path/shard), "pt")
+        f = self._files[shard]
+        ids, logp = f.get_tensor(f"{example_id}.ids"), f.get_tensor(f"{example_id}.logp")
+        if ids.shape[0] < positions:
+            raise QwenKDError(f"{self.path}: example {example_id} has {ids.shape[0]} cached target tokens but {positions} in training "
+                              "(cache made with another tokenizer or max_length?): rebuild the cache with the student's settings")
+        return ids[:positions].long(), logp[:positions].float()
+
+class KDCollator:
+    "Pads a batch (`kd_collator`), keeps the example ids and, offline, adds the cached sparse teacher targets."
+    def __init__(self, tok, cache: SparseCache|None = None):
+        self.pad, self.cache = kd_collator(tok), cache
+
+    def __call__(self, rows: list[dict]) -> dict:
+        ids = [r["id"] for r in rows]
+        batch = self.pad([{k: v for k, v in r.items() if k != "id"} for r in rows])
+        batch["ids"] = ids
+        if self.cache is not None:
+            parts = [self.cache.get(i, sum(l != -100 for l in r["labels"][1:])) for i, r in zip(ids, rows)]
+            batch["sparse_ids"] = torch.cat([p[0] for p in parts])  # (N_t, k), rows in the loss's gather order
+            batch["sparse_logp"] = torch.cat([p[1] for p in parts])
+        return batch
 
 # %% ../nbs/03_train.ipynb #d1f56a89
 def logits_to_keep(labels: torch.Tensor, # (B, L) labels, -100 on prompt and padding
@@ -64,26 +144,36 @@ def logits_to_keep(labels: torch.Tensor, # (B, L) labels, -100 on prompt and pad
 
 # %% ../nbs/03_train.ipynb #7531d4a7
 class KDTrainer(Trainer):
-    "A `Trainer` whose loss is `alpha·T²·KL(teacher‖student) + (1−alpha)·CE`; with no teacher, plain CE."
+    "A `Trainer` whose loss is `alpha·T²·D(teacher‖student) + (1−alpha)·CE`; with no teacher or cache, plain CE."
     def __init__(self, *args, teacher_model=None, alpha: float = 0.5, temperature: float = 2.0,
-                 vocab_size: int|None = None, fused: bool = True, **kwargs):
+                 vocab_size: int|None = None, fused: bool = True, divergence: str = "fkl", beta: float = 0.5,
+                 sparse_mode: str|None = None, # topk | sample when batches carry cached targets (offline)
+                 lmbda: float = 0.0, # on-policy share of steps (needs a teacher)
+                 on_policy_gen: GenConfig|None = None, # how the student samples on-policy replies
+                 max_nonfinite: int = 5, **kwargs):
         super().__init__(*args, **kwargs)
         self.teacher, self.alpha, self.temperature, self.vocab_size = teacher_model, alpha, temperature, vocab_size
-        self.fused = fused
+        self.fused, self.divergence, self.beta, self.sparse_mode = fused, divergence, beta, sparse_mode
+        self.lmbda, self.on_policy_gen, self.max_nonfinite = lmbda, on_policy_gen or GenConfig(temperature=1.0), max_nonfinite
         if self.teacher is not None: self.teacher.eval().requires_grad_(False)
         self.loss_is_scaled_for_ga = True  # compute_loss divides by num_items_in_batch itself
-        self._parts = defaultdict(list)
+        self._parts, self._alpha_now = defaultdict(list), None
+        self.skipped_steps, self._bad_run, self._bad_ids, self._skip = 0, 0, [], False
 
+    # ---- the loss ----
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if num_items_in_batch is not None and self.accelerator.num_processes > 1:
             num_items_in_batch = num_items_in_batch / self.accelerator.num_processes  # DDP averages gradients
-        alpha = self.alpha if self.teacher is not None else 0.0
-        loss_fn = self._fused_loss if self.fused else self._naive_loss
+        has_targets = self.teacher is not None or "sparse_ids" in inputs
+        alpha = (self.alpha if self._alpha_now is None else self._alpha_now) if has_targets else 0.0
+        loss_fn = self._fused_loss if self.fused or "sparse_ids" in inputs else self._naive_loss
         loss, kd, ce, labels, out = loss_fn(model, inputs, alpha, num_items_in_batch)
         if self.model.training:
-            n = (labels[:, 1:] != -100).sum().clamp(min=1)
-            self._parts["kd"].append((kd * n / (num_items_in_batch or n)).item() if alpha > 0 else 0.0)
-            self._parts["ce"].append((ce * n / (num_items_in_batch or n)).item())
+            if not torch.isfinite(loss.detach()): loss = self._not_finite(model, inputs)
+            else:
+                n = (labels[:, 1:] != -100).sum().clamp(min=1)
+                self._parts["kd"].append((kd * n / (num_items_in_batch or n)).item() if alpha > 0 else 0.0)
+                self._parts["ce"].append((ce * n / (num_items_in_batch or n)).item())
         return (loss, out) if return_outputs else loss
 
     def _teacher_out(self, kw):
@@ -97,7 +187,18 @@ class KDTrainer(Trainer):
         kw = dict(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False, logits_to_keep=keep)
         out = model(**kw)
         t_logits = self._teacher_out(kw).logits.to(out.logits.device) if alpha > 0 else out.logits.detach()
-        return *kd_loss(out.logits, t_logits, labels, alpha, self.temperature, self.vocab_size, num_items_in_batch), labels, out
+        return *kd_loss(out.logits, t_logits, labels, alpha, self.temperature, self.vocab_size, num_items_in_batch,
+                        kind=self.divergence, beta=self.beta), labels, out
+
+    def _sparse(self, inputs, n):
+        "The batch's cached targets with ids past the shared vocabulary `n` neutralised (see above)."
+        ids, logp = inputs["sparse_ids"].clone(), inputs["sparse_logp"].clone()
+        bad = ids >= n
+        if bad.any():
+            if self.sparse_mode == "topk": logp[bad] = -1e4
+            else: logp = torch.where(bad, logp[:, :1], logp); ids = torch.where(bad, ids[:, :1], ids)
+            ids[ids >= n] = 0
+        return {"ids": ids, "logp": logp, "mode": self.sparse_mode}
 
     def _fused_loss(self, model, inputs, alpha, num_items_in_batch):
         "Final hidden states and lm_head weights of both models into `fused_kd_loss`: no (B, L, V) logits."
@@ -107,51 +208,172 @@ class KDTrainer(Trainer):
         out = model(**kw)
         h = out.hidden_states[-1]  # (B, L, H), after the final norm in HF Qwen2
         w = self.accelerator.unwrap_model(model).get_output_embeddings().weight  # (V, H); DDP hides it, PEFT passes it on
-        th = tw = None
-        if alpha > 0:
+        th = tw = sparse = None
+        n = self.vocab_size or w.shape[0]
+        if alpha > 0 and self.teacher is not None:
             t_out = self._teacher_out(kw)
             th, tw = t_out.hidden_states[-1].to(h.device), self.teacher.get_output_embeddings().weight.to(h.device)
-        loss, kd, ce = fused_kd_loss(h, w, th, tw, labels, temperature=self.temperature, alpha=alpha,
-                                     vocab_size=self.vocab_size, num_items_in_batch=num_items_in_batch)
+        elif alpha > 0 and "sparse_ids" in inputs: sparse = self._sparse(inputs, n)
+        loss, kd, ce = fused_kd_loss(h, w, th, tw, labels, kind=self.divergence, temperature=self.temperature, alpha=alpha,
+                                     beta=self.beta, vocab_size=self.vocab_size, num_items_in_batch=num_items_in_batch,
+                                     sparse_targets=sparse)
         return loss, kd, ce, labels, out
 
+    # ---- the non-finite guard ----
+    def _not_finite(self, model, inputs):
+        "Remember the batch, mark its step to be skipped, and return a zero loss that touches every trained weight."
+        self._skip = True
+        self._bad_ids += list(inputs.get("ids", []))
+        return sum((p * 0).sum() for p in model.parameters() if p.requires_grad)  # DDP needs a gradient for each
+
+    def create_optimizer(self, *args, **kwargs):
+        opt = super().create_optimizer(*args, **kwargs)
+        if not getattr(opt, "_qwen_kd_guarded", False):
+            step = opt.step
+            def guarded_step(*a, **k):
+                if self._step_is_bad(): return None
+                return step(*a, **k)
+            opt.step, opt._qwen_kd_guarded = guarded_step, True
+        return opt
+
+    def _step_is_bad(self) -> bool:
+        "Skip this optimiser step if any process saw a non-finite loss in it; abort after `max_nonfinite` in a row."
+        bad = torch.tensor(float(self._skip), device=self.args.device)
+        if self.accelerator.num_processes > 1: bad = self.accelerator.reduce(bad, "sum")
+        self._skip = False
+        if bad.item() == 0:
+            self._bad_run, self._bad_ids = 0, []
+            return False
+        self.skipped_steps += 1; self._bad_run += 1
+        ids = ", ".join(map(str, self._bad_ids[:8])) or "?"
+        warnings.warn(f"step {self.state.global_step + 1}: non-finite loss on examples {ids}: step skipped "
+                      f"({self._bad_run} in a row, {self.skipped_steps} in all)")
+        self.optimizer.zero_grad(set_to_none=True)
+        if self._bad_run >= self.max_nonfinite:
+            raise QwenKDError(f"the loss was NaN/inf for {self._bad_run} steps in a row (last examples: {ids}): lower lr, "
+                              "use bf16 or fp32 instead of fp16, or check those examples")
+        self._bad_ids = []
+        return True
+
+    # ---- on-policy steps ----
+    def _on_policy_now(self) -> bool:
+        "Seeded per optimiser step: the same draw on every process and after a resume."
+        return self.lmbda > 0 and self.teacher is not None and \
+            random.Random(f"{self.args.seed}-{self.state.global_step}").random() < self.lmbda
+
+    @torch.no_grad()
+    def _student_batch(self, model, inputs) -> dict:
+        "The batch with its replies replaced by replies the student samples from the same prompts."
+        tok, gen_model = self.processing_class, self.accelerator.unwrap_model(model)
+        rows = []
+        for ids, labels in zip(inputs["input_ids"].tolist(), inputs["labels"].tolist()):
+            first = next((i for i, l in enumerate(labels) if l != -100), None)
+            rows.append(ids[:first] if first is not None else [i for i, l in zip(ids, labels)])
+        x, mask = _left_pad(rows, tok.pad_token_id)
+        was_training = gen_model.training
+        gen_model.eval()
+        out = gen_model.generate(input_ids=x.to(self.args.device), attention_mask=mask.to(self.args.device),
+                                 generation_config=self.on_policy_gen.generation_config(tok))
+        gen_model.train(was_training)
+        stop = set(self.on_policy_gen.generation_config(tok).eos_token_id)
+        new = []
+        for p, g in zip(rows, out[:, x.shape[1]:].tolist()):
+            cut = next((i + 1 for i, t in enumerate(g) if t in stop), len(g))
+            reply = [t for t in g[:cut] if t != tok.pad_token_id or t in stop] or [tok.pad_token_id]
+            new.append({"input_ids": p + reply, "attention_mask": [1] * (len(p) + len(reply)), "labels": [-100] * len(p) + reply})
+        batch = self._prepare_inputs(self.data_collator.pad(new))
+        batch["ids"] = inputs.get("ids", [])
+        return batch
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        "One micro-batch; on an on-policy step its replies are the student's own samples, scored by the teacher alone."
+        self._alpha_now = None
+        if self._on_policy_now():
+            inputs = self._student_batch(model, self._prepare_inputs(inputs))
+            n = (inputs["labels"][:, 1:] != -100).sum()  # each micro-batch weighs 1/grad_accum of the step
+            num_items_in_batch = n * self.args.gradient_accumulation_steps * self.accelerator.num_processes
+            self._alpha_now = 1.0
+            self._parts["on_policy"].append(1.0)
+        elif self.lmbda > 0: self._parts["on_policy"].append(0.0)
+        return super().training_step(model, inputs, num_items_in_batch)
+
     def log(self, logs: dict, *args, **kwargs):
-        "Add the KD and CE components, averaged since the last log, to the Trainer's logs."
+        "Add the KD and CE components, averaged since the last log, and the skipped-step count to the Trainer's logs."
         if self._parts and "loss" in logs:
             steps = max(1, len(self._parts["ce"]) / max(1, self.args.gradient_accumulation_steps))
-            for k, v in self._parts.items(): logs[k] = round(sum(v) / steps, 4)
+            for k in ("kd", "ce"):
+                if self._parts[k]: logs[k] = round(sum(self._parts[k]) / steps, 4)
+            if self._parts["on_policy"]: logs["on_policy_share"] = round(sum(self._parts["on_policy"]) / len(self._parts["on_policy"]), 3)
+            if self.skipped_steps: logs["skipped_steps"] = self.skipped_steps
             self._parts.clear()
         super().log(logs, *args, **kwargs)
 
 # %% ../nbs/03_train.ipynb #891b3e93
+def _check_weights(path: str, allow_pickle: bool):
+    "Refuse a local model folder whose weights are only pickle files, unless `allow_pickle`."
+    p = Path(path)
+    if allow_pickle or not p.is_dir() or list(p.glob("*.safetensors")): return
+    pick = sorted(x.name for x in p.iterdir() if x.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+    if pick: raise QwenKDError(f"{p/pick[0]}: pickle weights can run code when loaded: convert to safetensors or set allow_pickle: true")
+
+def with_adapter(model, cfg: KDConfig):
+    "Wrap `model` with trainable LoRA adapters per `cfg` (QLoRA: after preparing the 4-bit base); `none` returns it."
+    if cfg.adapter == "none": return model
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    if cfg.adapter == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+    targets = cfg.lora_targets if cfg.lora_targets == "all-linear" else [t.strip() for t in cfg.lora_targets.split(",")]
+    lc = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=targets,
+                    task_type="CAUSAL_LM")
+    try: return get_peft_model(model, lc)
+    except ValueError as e: raise QwenKDError(f"lora_targets {cfg.lora_targets!r}: {str(e).splitlines()[0][:200]}") from None
+
+def load_student(cfg: KDConfig):
+    "The student per `cfg`: fp32 (bf16 for `bf16-pure`) weights, 4-bit for QLoRA, with its adapters."
+    _check_dir(cfg.student, "model", "config.json")
+    _check_weights(cfg.student, cfg.allow_pickle)
+    dt = torch.bfloat16 if cfg.precision == "bf16-pure" else torch.float32
+    compute = resolve_dtype(cfg.precision if cfg.precision in ("bf16", "fp16") else "auto") if cfg.precision != "bf16-pure" else dt
+    q = quantization_config("4bit", compute) if cfg.adapter == "qlora" else None
+    model = AutoModelForCausalLM.from_pretrained(cfg.student, dtype=dt, quantization_config=q,
+                                                 trust_remote_code=cfg.trust_remote_code,
+                                                 use_safetensors=None if cfg.allow_pickle else True)
+    return with_adapter(model, cfg)
+
+# %% ../nbs/03_train.ipynb #01ac241e
 def build_dataset(examples: list[dict], tok, max_length: int = 1024,
                   completions: dict[str, str]|None = None, # id → teacher text; None = the examples' own replies
+                  cache: SparseCache|None = None, # offline: keep only examples the cache holds
                  ) -> tuple[Dataset, dict]: # the tokenised dataset and counts of what was dropped
-    "Tokenise examples for training; drop (and count) those without a target or with a prompt over `max_length`."
-    rows, drops = [], {"no_target": 0, "prompt_too_long": 0}
+    "Tokenise examples for training; drop (and count) those without a target, cached targets or room for the prompt."
+    rows, drops = [], {"no_target": 0, "prompt_too_long": 0, "not_cached": 0}
     for ex in examples:
         target = completions.get(ex["id"]) if completions is not None else reference(ex)
         if target is None: drops["no_target"] += 1; continue
+        if cache is not None and ex["id"] not in cache: drops["not_cached"] += 1; continue
         row = tokenize_chat(tok, prompt_messages(ex), target, max_length)
         if row is None: drops["prompt_too_long"] += 1; continue
-        rows.append(row)
+        rows.append({"id": ex["id"], **row})
     if not rows: raise QwenKDError(f"no training examples left after filtering ({drops}): check data, outputs and max_length")
     return Dataset.from_list(rows), drops
 
-
-
-# %% ../nbs/03_train.ipynb #01ac241e
+# %% ../nbs/03_train.ipynb #f5b2ca7f
 def training_args(cfg: KDConfig, **overrides) -> TrainingArguments:
     "The `TrainingArguments` a `KDConfig` stands for."
-    dt = resolve_dtype("auto" if cfg.precision == "auto" else cfg.precision)
+    dt = resolve_dtype({"auto": "auto", "bf16-pure": "bf16"}.get(cfg.precision, cfg.precision))
     kw = dict(output_dir=cfg.output_dir, per_device_train_batch_size=cfg.batch_size,
               gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, num_train_epochs=cfg.epochs,
               max_steps=cfg.max_steps, warmup_steps=cfg.warmup_steps, logging_steps=cfg.logging_steps,
               save_steps=cfg.save_steps, save_total_limit=2, seed=cfg.seed, report_to=cfg.report_to,
+              optim=cfg.optim, max_grad_norm=cfg.max_grad_norm,
               bf16=dt == torch.bfloat16, fp16=dt == torch.float16, gradient_checkpointing=cfg.gradient_checkpointing,
+              gradient_checkpointing_kwargs={"use_reentrant": False},
               remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=True)
+    if dt == torch.bfloat16 and not torch.cuda.is_available(): kw["use_cpu"] = True  # bf16 autocast on CPU
     kw.update(overrides)
-    return TrainingArguments(**kw)
+    try: return TrainingArguments(**kw)
+    except ValueError as e: raise QwenKDError(f"train: {str(e).splitlines()[0][:300]}") from None
 
 # %% ../nbs/03_train.ipynb #882673f0
 def keep_freed_memory():
@@ -164,10 +386,45 @@ def keep_freed_memory():
     except (OSError, AttributeError): pass
 
 # %% ../nbs/03_train.ipynb #6b5aa826
+def _teacher_targets(cfg: KDConfig, teacher_cfg, teacher, student, tok):
+    "The teacher model (online modes), the sparse cache (offline) and the shared vocabulary size."
+    if cfg.mode in ("online", "on_policy"):
+        t_tok = None
+        if teacher is None:
+            if teacher_cfg is None: raise QwenKDError(f"mode {cfg.mode} needs a teacher section (or use mode: seqkd or offline)")
+            teacher, t_tok = load_teacher(teacher_cfg)
+        n = shared_vocab(t_tok, tok) if t_tok is not None else min(teacher.config.vocab_size, student.config.vocab_size, len(tok))
+        return teacher, None, n
+    if cfg.mode == "offline":
+        cache = SparseCache(cfg.cache_path)
+        n = min(len(tok), cache.vocab)
+        if teacher_cfg is not None:  # the teacher's tokenizer is cheap: check the cache against it, share ids with it
+            t_tok = load_tokenizer(teacher_cfg.tokenizer or teacher_cfg.base, teacher_cfg.trust_remote_code)
+            if tokenizer_hash(t_tok) != cache.index["tokenizer_hash"]:
+                raise QwenKDError(f"{cache.path}: the cache was written with another tokenizer than the teacher's "
+                                  f"{teacher_cfg.tokenizer or teacher_cfg.base}: rebuild it (qwen-kd teacher) into a new directory")
+            n = shared_vocab(t_tok, tok)
+        return None, cache, n
+    return None, None, None
+
+def save_student(trainer: KDTrainer, cfg: KDConfig, tok):
+    "Save the student to `cfg.output_dir`: the full model, or the adapter (`adapter/`) plus the merged model."
+    out = Path(cfg.output_dir)
+    if cfg.adapter == "none": trainer.save_model(str(out))
+    elif trainer.is_world_process_zero():
+        from peft import PeftModel
+        trainer.accelerator.unwrap_model(trainer.model).save_pretrained(out/"adapter")
+        base = AutoModelForCausalLM.from_pretrained(cfg.student, dtype=torch.float32, trust_remote_code=cfg.trust_remote_code)
+        PeftModel.from_pretrained(base, out/"adapter").merge_and_unload().save_pretrained(out)
+    trainer.accelerator.wait_for_everyone()
+    if trainer.is_world_process_zero(): tok.save_pretrained(str(out))
+
 def train_student(cfg: KDConfig, teacher_cfg: TeacherConfig|None = None, teacher=None, student=None, tok=None,
-                  **args_overrides) -> KDTrainer:
+                  callbacks: list|None = None, **args_overrides) -> KDTrainer:
     "Distil the teacher into the student per `cfg`; saves the student and `kd_config.json` to `cfg.output_dir`."
     if cfg.precision == "fp16" and not torch.cuda.is_available(): raise QwenKDError("precision fp16 needs a GPU: use fp32 or auto on CPU")
+    out = Path(cfg.output_dir)
+    if out.exists() and not out.is_dir(): raise QwenKDError(f"{out}: output_dir is a file, expected a folder")
     keep_freed_memory()
     tok = tok or load_tokenizer(cfg.student_tokenizer or cfg.student, cfg.trust_remote_code)
     tok.padding_side = "right"
@@ -176,26 +433,23 @@ def train_student(cfg: KDConfig, teacher_cfg: TeacherConfig|None = None, teacher
         if not cfg.teacher_outputs or not Path(cfg.teacher_outputs).exists():
             raise QwenKDError(f"{cfg.teacher_outputs}: teacher outputs not found (run `qwen-kd teacher` first, or set target: reference)")
         completions = {i: r["teacher_output"] for i, r in read_done(Path(cfg.teacher_outputs)).items()}
-    ds, drops = build_dataset(read_jsonl(cfg.data), tok, cfg.max_length, completions)
-    if student is None:
-        from qwen_kd.teacher import _check_dir
-        _check_dir(cfg.student, "model", "config.json")
-        student = AutoModelForCausalLM.from_pretrained(cfg.student, dtype=torch.float32, trust_remote_code=cfg.trust_remote_code)
-    n = None
-    if cfg.mode == "online":
-        if teacher is None:
-            if teacher_cfg is None: raise QwenKDError("mode online needs a teacher section (or use mode: seqkd)")
-            teacher, t_tok = load_teacher(teacher_cfg)
-        else: t_tok = None
-        n = shared_vocab(t_tok, tok) if t_tok is not None else min(teacher.config.vocab_size, student.config.vocab_size, len(tok))
-    trainer = KDTrainer(model=student, args=training_args(cfg, **args_overrides), train_dataset=ds, data_collator=kd_collator(tok),
-                        teacher_model=teacher if cfg.mode == "online" else None, alpha=cfg.alpha,
-                        temperature=cfg.temperature, vocab_size=n, fused=cfg.fused)
+    student = load_student(cfg) if student is None else with_adapter(student, cfg)
+    teacher, cache, n = _teacher_targets(cfg, teacher_cfg, teacher, student, tok)
+    ds, drops = build_dataset(read_jsonl(cfg.data), tok, cfg.max_length, completions, cache)
+    gen = GenConfig(max_new_tokens=cfg.on_policy_max_new_tokens, temperature=cfg.on_policy_temperature, seed=cfg.seed)
+    trainer = KDTrainer(model=student, args=training_args(cfg, **args_overrides), train_dataset=ds,
+                        data_collator=KDCollator(tok, cache), processing_class=tok, callbacks=callbacks,
+                        teacher_model=teacher, alpha=cfg.alpha, temperature=cfg.temperature, vocab_size=n,
+                        fused=cfg.fused, divergence=cfg.divergence, beta=cfg.beta,
+                        sparse_mode=cache.mode if cache else None, lmbda=cfg.lmbda if cfg.mode == "on_policy" else 0.0,
+                        on_policy_gen=gen, max_nonfinite=cfg.max_nonfinite)
     last = None
     if cfg.resume:
         from transformers.trainer_utils import get_last_checkpoint
-        last = get_last_checkpoint(cfg.output_dir) if Path(cfg.output_dir).is_dir() else None
+        last = get_last_checkpoint(cfg.output_dir) if out.is_dir() else None
     trainer.train(resume_from_checkpoint=last)
-    trainer.save_model(cfg.output_dir); tok.save_pretrained(cfg.output_dir)
-    atomic_write(Path(cfg.output_dir)/"kd_config.json", json.dumps({**asdict(cfg), "dropped": drops, "shared_vocab": n}, indent=2))
+    save_student(trainer, cfg, tok)
+    if trainer.is_world_process_zero():
+        atomic_write(out/"kd_config.json", json.dumps({**asdict(cfg), "dropped": drops, "shared_vocab": n,
+                                                       "skipped_steps": trainer.skipped_steps}, indent=2))
     return trainer
