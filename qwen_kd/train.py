@@ -171,9 +171,9 @@ class KDTrainer(Trainer):
         if self.model.training:
             if not torch.isfinite(loss.detach()): loss = self._not_finite(model, inputs)
             else:
-                n = (labels[:, 1:] != -100).sum().clamp(min=1)
-                self._parts["kd"].append((kd * n / (num_items_in_batch or n)).item() if alpha > 0 else 0.0)
-                self._parts["ce"].append((ce * n / (num_items_in_batch or n)).item())
+                share = 1.0 if num_items_in_batch is not None else 1 / self.args.gradient_accumulation_steps
+                self._parts["kd"].append(kd.item() * share if alpha > 0 else 0.0)  # kd, ce: already ÷ num_items_in_batch
+                self._parts["ce"].append(ce.item() * share)
         return (loss, out) if return_outputs else loss
 
     def _teacher_out(self, kw):
@@ -301,8 +301,9 @@ class KDTrainer(Trainer):
         "Add the KD and CE components, averaged since the last log, and the skipped-step count to the Trainer's logs."
         if self._parts and "loss" in logs:
             steps = max(1, len(self._parts["ce"]) / max(1, self.args.gradient_accumulation_steps))
-            for k in ("kd", "ce"):
-                if self._parts[k]: logs[k] = round(sum(self._parts[k]) / steps, 4)
+            kd_ce = torch.tensor([sum(self._parts["kd"]), sum(self._parts["ce"])], device=self.args.device) / steps
+            if self.accelerator.num_processes > 1: kd_ce = self.accelerator.reduce(kd_ce, "mean")  # every rank logs
+            logs["kd"], logs["ce"] = round(kd_ce[0].item(), 4), round(kd_ce[1].item(), 4)
             if self._parts["on_policy"]: logs["on_policy_share"] = round(sum(self._parts["on_policy"]) / len(self._parts["on_policy"]), 3)
             if self.skipped_steps: logs["skipped_steps"] = self.skipped_steps
             self._parts.clear()
@@ -370,7 +371,7 @@ def training_args(cfg: KDConfig, **overrides) -> TrainingArguments:
               bf16=dt == torch.bfloat16, fp16=dt == torch.float16, gradient_checkpointing=cfg.gradient_checkpointing,
               gradient_checkpointing_kwargs={"use_reentrant": False},
               remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=True)
-    if dt == torch.bfloat16 and not torch.cuda.is_available(): kw["use_cpu"] = True  # bf16 autocast on CPU
+    if not torch.cuda.is_available(): kw["use_cpu"] = True  # bf16 autocast on CPU, gloo DDP under `accelerate launch`
     kw.update(overrides)
     try: return TrainingArguments(**kw)
     except ValueError as e: raise QwenKDError(f"train: {str(e).splitlines()[0][:300]}") from None
