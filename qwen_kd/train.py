@@ -19,7 +19,7 @@ from .loss import KINDS, kd_loss, fused_kd_loss, shared_vocab
 # %% auto #0
 __all__ = ['MODES', 'ADAPTERS', 'PRECISIONS', 'KDConfig', 'SparseCache', 'KDCollator', 'logits_to_keep', 'KDTrainer',
            'with_adapter', 'load_student', 'build_dataset', 'training_args', 'keep_freed_memory', 'save_student',
-           'train_student']
+           'train_student', 'playground_config', 'kd_playground']
 
 # %% ../nbs/03_train.ipynb #05972ded
 MODES = ("online", "offline", "seqkd", "on_policy")
@@ -454,3 +454,82 @@ def train_student(cfg: KDConfig, teacher_cfg: TeacherConfig|None = None, teacher
         atomic_write(out/"kd_config.json", json.dumps({**asdict(cfg), "dropped": drops, "shared_vocab": n,
                                                        "skipped_steps": trainer.skipped_steps}, indent=2))
     return trainer
+
+# %% ../nbs/03_train.ipynb #acc66487
+def playground_config(out: str|Path|None = None, size: int = 200) -> dict:
+    "The demo pipeline's configs with its data and teacher stages done (cached): what `kd_playground` trains from."
+    import yaml
+    from qwen_kd.demo import build_demo_assets, cache_dir, DEMO_VERSION
+    from qwen_kd.cli import demo_config, load_config, run_pipeline  # here, not above: the CLI imports this module
+    out = Path(out or cache_dir()/f"playground-{DEMO_VERSION}-{size}")
+    out.mkdir(parents=True, exist_ok=True)
+    raw = demo_config(build_demo_assets(), out)
+    raw["data"]["size"] = size
+    atomic_write(out/"config.yaml", yaml.safe_dump(raw, sort_keys=False))
+    cfg = load_config(out/"config.yaml")
+    if not (out/"teacher"/"done").exists():
+        run_pipeline(cfg, ("data", "teacher"), log=lambda *a: None)
+        (out/"teacher"/"done").touch()
+    return cfg
+
+def _val_accuracy(model, tok, examples: list[dict], max_new_tokens: int) -> float:
+    "Greedy answer accuracy on the examples that have an answer."
+    from qwen_kd.teacher import generate
+    from qwen_kd.eval import answer_accuracy
+    exs = [e for e in examples if e.get("answer")]
+    hyps = generate(model, tok, [prompt_messages(e) for e in exs], GenConfig(max_new_tokens=max_new_tokens, batch_size=64))
+    return answer_accuracy([h["text"] for h in hyps], [e["answer"] for e in exs])
+
+def kd_playground(steps: int = 40, # default number of optimiser steps per run
+                  batch_size: int = 16,
+                  n_val: int = 64, # held-out GRPO prompts scored after each run
+                  out: str|Path|None = None): # where the demo pipeline's data and pseudo-labels are cached
+    "ipywidgets controls (T, alpha, divergence, steps, Run) for short KD runs on the embedded default, with live loss plots."
+    import ipywidgets as W, matplotlib.pyplot as plt, tempfile
+    from dataclasses import replace
+    from transformers import TrainerCallback
+    cfg = playground_config(out)
+    val = read_jsonl(cfg["eval"].data)[:n_val]
+    held = {}
+    ui = W.VBox()
+    ui.T = W.FloatSlider(value=2.0, min=0.5, max=8.0, step=0.5, description="T")
+    ui.alpha = W.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="alpha")
+    ui.divergence = W.Dropdown(options=list(KINDS), value="fkl", description="divergence")
+    ui.steps = W.IntSlider(value=steps, min=2, max=300, description="steps")
+    ui.run, ui.plot, ui.result, ui.runs = W.Button(description="Run", button_style="primary"), W.Output(), W.HTML(), []
+    ui.children = [W.HBox([ui.T, ui.alpha]), W.HBox([ui.divergence, ui.steps, ui.run]), ui.plot, ui.result]
+
+    def draw():
+        with ui.plot:
+            ui.plot.clear_output(wait=True)
+            fig, axs = plt.subplots(1, 2, figsize=(10, 3.2))
+            for r in ui.runs:
+                lab = f"T={r['T']} α={r['alpha']} {r['divergence']}"
+                axs[0].plot(r["step"], r["kd"], label=lab); axs[1].plot(r["step"], r["ce"], label=lab)
+            for ax, t in zip(axs, ("KD term (T²-scaled)", "CE on pseudo-labels")): ax.set_title(t); ax.set_xlabel("step")
+            axs[1].legend(fontsize=8); plt.tight_layout(); plt.show()
+
+    class Live(TrainerCallback):
+        def __init__(self, rec): self.rec = rec
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "kd" in logs:
+                for k, v in (("step", state.global_step), ("kd", logs["kd"]), ("ce", logs["ce"])): self.rec[k].append(v)
+                draw()
+
+    def on_run(_):
+        ui.run.disabled = True
+        try:
+            if "teacher" not in held: held["teacher"] = load_teacher(cfg["teacher"])[0]
+            rec = {"T": ui.T.value, "alpha": ui.alpha.value, "divergence": ui.divergence.value, "step": [], "kd": [], "ce": []}
+            ui.runs.append(rec)
+            with tempfile.TemporaryDirectory() as d:
+                kd = replace(cfg["train"], temperature=rec["T"], alpha=rec["alpha"], divergence=rec["divergence"],
+                             max_steps=ui.steps.value, batch_size=batch_size, logging_steps=1, output_dir=d)
+                tr = train_student(kd, teacher=held["teacher"], callbacks=[Live(rec)], save_strategy="no")
+                tok = load_tokenizer(kd.student)
+                rec["accuracy"] = _val_accuracy(tr.model.eval(), tok, val, cfg["eval"].max_new_tokens)
+            ui.result.value = "<br>".join(f"T={r['T']} α={r['alpha']} {r['divergence']}: final kd {r['kd'][-1]:.3f}, "
+                                          f"ce {r['ce'][-1]:.3f}, val accuracy <b>{r['accuracy']:.3f}</b>" for r in ui.runs)
+        finally: ui.run.disabled = False
+    ui.run.on_click(on_run)
+    return ui

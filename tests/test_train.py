@@ -68,3 +68,29 @@ def test_ddp_two_processes_same_loss(pipeline, tmp_path):
                                  str(script), str(tmp_path/"two"), "2"], env=ENV, capture_output=True, text=True, timeout=600))
     assert len(one) == len(two) == 4
     assert all(abs(a - b) < 1e-4 * max(1.0, abs(a)) for x, y in zip(one, two) for a, b in zip(x, y)), (one, two)
+
+@pytest.mark.parametrize("name", ["accelerate_fsdp.yaml", "accelerate_zero2.yaml"])
+def test_accelerate_configs_load(name):
+    "The example multi-GPU configs are valid for accelerate's own loader (which refuses unknown keys)."
+    from accelerate.commands.config.config_args import load_config_from_file
+    root = Path(__file__).parent.parent
+    c = load_config_from_file(str(root/"configs"/name))
+    assert c.distributed_type.value in ("FSDP", "DEEPSPEED")
+    if c.distributed_type.value == "DEEPSPEED":
+        ds = json.loads((root/c.deepspeed_config["deepspeed_config_file"]).read_text())
+        assert ds["zero_optimization"]["stage"] == 2 and ds["gradient_accumulation_steps"] == "auto"
+    else: assert c.fsdp_config["fsdp_transformer_layer_cls_to_wrap"] == "Qwen2DecoderLayer"
+
+def test_report_to_tensorboard(pipeline, capsys, tmp_path):
+    "`report_to: tensorboard` writes the KD and CE components next to the loss."
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    p, cfg = pipeline
+    out = tmp_path/"tb"
+    train(p, capsys, "mode=online", "report_to=tensorboard", "max_steps=2", f"output_dir={out}")
+    events = list(out.rglob("events.out.tfevents*"))
+    assert events, list(out.rglob("*"))
+    acc = EventAccumulator(str(events[0].parent)); acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"train/loss", "train/kd", "train/ce"} <= tags, tags
+    assert len(acc.Scalars("train/kd")) == 2
