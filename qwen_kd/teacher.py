@@ -14,11 +14,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 from .data import QwenKDError, encode_prompt, turn_end_id, prompt_messages, read_jsonl, atomic_write, tokenize_chat, check_output_dir, clear_stale_temps
 
 # %% auto #0
-__all__ = ['PICKLE_WEIGHTS', 'resolve_dtype', 'check_weights', 'load_tokenizer', 'quantization_config', 'apply_lora',
-           'check_tokenizer', 'load_model', 'GenConfig', 'generate_batches', 'generate', 'read_done', 'append_jsonl',
-           'shard_path', 'read_all_done', 'merge_shards', 'TeacherConfig', 'load_teacher', 'generate_pseudo_labels',
-           'vllm_sampling_kwargs', 'vllm_lora_args', 'vllm_engine_kwargs', 'vllm_generate_batches', 'tokenizer_hash',
-           'sparse_targets', 'cache_teacher_logits', 'load_sparse_targets']
+__all__ = ['PICKLE_WEIGHTS', 'resolve_dtype', 'check_weights', 'check_remote_code', 'load_tokenizer', 'quantization_config',
+           'apply_lora', 'check_tokenizer', 'load_model', 'GenConfig', 'generate_batches', 'generate', 'read_done',
+           'append_jsonl', 'shard_path', 'read_all_done', 'merge_shards', 'TeacherConfig', 'load_teacher',
+           'generate_pseudo_labels', 'vllm_sampling_kwargs', 'vllm_lora_args', 'vllm_engine_kwargs',
+           'vllm_generate_batches', 'tokenizer_hash', 'sparse_targets', 'cache_teacher_logits', 'load_sparse_targets']
 
 # %% ../nbs/01_teacher.ipynb #5f3a3e19
 def _check_dir(path, what: str, must_have: str|None = None):
@@ -52,7 +52,8 @@ def check_weights(path: str|Path, # a model or PEFT adapter folder (a hub id is 
                           "allow_pickle: true (only for files you trust)")
     return safe + pickles
 
-def _check_remote_code(path: str|Path, trust_remote_code: bool = False):
+def check_remote_code(path: str|Path, # a model or tokenizer folder (a hub id is passed through)
+                      trust_remote_code: bool = False): # the user's explicit consent to run the folder's code
     "Refuse a local model whose config.json needs its own Python code (`auto_map`, unknown model_type) unless trusted."
     cfg = Path(path)/"config.json"
     if trust_remote_code or not cfg.is_file(): return
@@ -67,7 +68,7 @@ def _check_remote_code(path: str|Path, trust_remote_code: bool = False):
 def load_tokenizer(path: str, trust_remote_code: bool = False):
     "Load a tokenizer; pads on the left for generation and has a pad token."
     _check_dir(path, "tokenizer")
-    _check_remote_code(path, trust_remote_code)
+    check_remote_code(path, trust_remote_code)
     try: tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
@@ -134,7 +135,7 @@ def load_model(path: str, # base model: a local directory or a hub id
                allow_pickle: bool = False): # accept pickle weights (.bin, .pt): only for files you trust
     "Load a causal LM, optionally quantised, with an optional LoRA adapter, in eval mode."
     _check_dir(path, "model", "config.json")
-    _check_remote_code(path, trust_remote_code)
+    check_remote_code(path, trust_remote_code)
     check_weights(path, allow_pickle)
     if lora: _check_dir(lora, "LoRA adapter", "adapter_config.json"); check_weights(lora, allow_pickle)
     dt = resolve_dtype(dtype)
@@ -283,7 +284,7 @@ class TeacherConfig:
 def load_teacher(cfg: TeacherConfig):
     "The teacher model (base + LoRA) and its tokenizer, checked against each other."
     _check_dir(cfg.base, "model", "config.json")
-    _check_remote_code(cfg.base, cfg.trust_remote_code)
+    check_remote_code(cfg.base, cfg.trust_remote_code)
     tok = load_tokenizer(cfg.tokenizer or cfg.base, cfg.trust_remote_code)
     model = load_model(cfg.base, cfg.lora, cfg.quantization, cfg.dtype, None, cfg.merge_lora, cfg.trust_remote_code, cfg.allow_pickle)
     check_tokenizer(model, tok, cfg.tokenizer or cfg.base)
