@@ -4,32 +4,48 @@
 
 # %% ../nbs/06_cli.ipynb #afa6c38e
 from __future__ import annotations
-import argparse, difflib, json, logging, sys, time
+import argparse, difflib, errno, json, logging, os, sys, time, warnings
 from dataclasses import fields, asdict
 from pathlib import Path
 import yaml
 # bitsandbytes warns on import when an optional CPU kernel is not installed; it is not the user's problem
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-from .data import QwenKDError, DataConfig, prepare_data
+from .data import QwenKDError, DataConfig, prepare_data, check_output_dir
 from .teacher import TeacherConfig, generate_pseudo_labels
 from .train import KDConfig, train_student
 from .eval import EvalConfig, evaluate_models, report_markdown, parse_models
 
 # %% auto #0
-__all__ = ['SECTIONS', 'make_config', 'link_sections', 'read_yaml', 'load_config', 'with_overrides', 'run_pipeline',
-           'demo_config', 'run_demo', 'cli', 'main']
+__all__ = ['SECTIONS', 'make_config', 'link_sections', 'read_yaml', 'load_config', 'with_overrides', 'check_outputs',
+           'run_pipeline', 'demo_config', 'run_demo', 'cli', 'user_error', 'main']
 
 # %% ../nbs/06_cli.ipynb #1504fe92
 SECTIONS = {"data": DataConfig, "teacher": TeacherConfig, "train": KDConfig, "eval": EvalConfig}
+_KINDS = {"int": (int, "a whole number"), "float": ((int, float), "a number"), "str": (str, "a string"),
+          "bool": (bool, "true or false"), "dict": (dict, "a mapping"), "list": (list, "a list")}
+
+def _typed(name: str, value, annotation: str, where: str):
+    "`value` checked against a field's annotation (`float`, `str|None`, ...); a number written as text is read as one."
+    kinds = [k.strip() for k in str(annotation).split("|")]
+    if value is None and "None" in kinds: return value
+    kinds = [k for k in kinds if k != "None"]
+    if not kinds or any(k not in _KINDS for k in kinds): return value  # an annotation this check does not know: left to the class
+    if isinstance(value, str) and {"int", "float"} & set(kinds) and "str" not in kinds:
+        try: value = int(value) if "float" not in kinds else float(value)  # YAML 1.1 reads 5e-5 as a string
+        except ValueError: pass
+    ok = any(isinstance(value, _KINDS[k][0]) and not (isinstance(value, bool) and k in ("int", "float")) for k in kinds)
+    if not ok: raise QwenKDError(f"{where}: {name} must be {' or '.join(_KINDS[k][1] for k in kinds)}, got {value!r}")
+    return value
 
 def make_config(cls, values: dict, where: str):
-    "Build a config dataclass from a dict; an unknown key names the valid ones and the closest match."
-    valid = [f.name for f in fields(cls)]
+    "Build a config dataclass from a dict; an unknown key names the valid ones and the closest match, a wrong type its field."
+    valid = {f.name: f.type for f in fields(cls)}
     for k in values:
         if k not in valid:
             close = difflib.get_close_matches(k, valid, n=1)
             raise QwenKDError(f"{where}: unknown key {k!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
                               + f"; valid keys: {', '.join(valid)}")
+    values = {k: _typed(k, v, valid[k], where) for k, v in values.items()}
     try: return cls(**values)
     except TypeError as e: raise QwenKDError(f"{where}: {e}")
 
@@ -59,6 +75,8 @@ def read_yaml(path: str|Path) -> dict:
         line = getattr(getattr(e, "problem_mark", None), "line", None)
         raise QwenKDError(f"{path}" + (f":{line + 1}" if line is not None else "") + ": invalid YAML (check indentation and quoting)")
     if not isinstance(raw, dict): raise QwenKDError(f"{path}: expected sections {', '.join(SECTIONS)}")
+    for k, v in raw.items():
+        if v is not None and not isinstance(v, dict): raise QwenKDError(f"{path}: section {k!r} must be a mapping")
     return raw
 
 def load_config(path: str|Path, raw: dict|None = None) -> dict:
@@ -75,16 +93,30 @@ def load_config(path: str|Path, raw: dict|None = None) -> dict:
 
 def with_overrides(raw: dict, section: str, sets: list[str]) -> dict:
     "`raw` with `KEY=VALUE` strings (values parsed as YAML) set in `section`."
+    if raw.get(section) is not None and not isinstance(raw[section], dict): raise QwenKDError(f"section {section!r} must be a mapping")
     sec = dict(raw.get(section) or {})
     for kv in sets:
         if "=" not in kv: raise QwenKDError(f"--set {kv!r}: expected KEY=VALUE")
         k, v = kv.split("=", 1)
-        sec[k.strip()] = yaml.safe_load(v)
+        try: sec[k.strip()] = yaml.safe_load(v)
+        except yaml.YAMLError: raise QwenKDError(f"--set {kv!r}: the value is not valid YAML (quote it)") from None
     return {**raw, section: sec}
 
 # %% ../nbs/06_cli.ipynb #39b2a5e4
+def check_outputs(cfg: dict, stages=("data", "teacher", "train", "eval")):
+    "Refuse, before any stage runs, an output path of the given stages that is a file (or lies under one)."
+    for s in stages:
+        if s == "data": check_output_dir(cfg["data"].out)
+        if s == "teacher":
+            out = Path(cfg["teacher"].out)
+            if out.is_dir(): raise QwenKDError(f"{out}: teacher out is a folder; give a file path such as teacher/outputs.jsonl")
+            check_output_dir(out.parent)
+        if s == "train": check_output_dir(cfg["train"].output_dir)
+        if s == "eval": check_output_dir(cfg["eval"].out)
+
 def run_pipeline(cfg: dict, stages=("data", "teacher", "train", "eval"), log=print) -> dict:
     "Run the given stages of a loaded config in order; returns each stage's summary."
+    check_outputs(cfg, stages)  # hours into a run is too late to learn that output_dir is a file
     out = {}
     for s in stages:
         t0 = time.time()
@@ -124,8 +156,12 @@ def run_demo(out: str|Path = "demo_out", log=print) -> dict:
     return res["eval"]
 
 # %% ../nbs/06_cli.ipynb #90f1a846
+class _Parser(argparse.ArgumentParser):
+    "argparse whose errors are `QwenKDError`s: one line, exit 2, like every other user error."
+    def error(self, message: str): raise QwenKDError(f"{message} (see {self.prog} --help)")
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="qwen-kd", description="Distil a GRPO-finetuned Qwen teacher (base + LoRA) into a small Qwen student.")
+    p = _Parser(prog="qwen-kd", description="Distil a GRPO-finetuned Qwen teacher (base + LoRA) into a small Qwen student.")
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("data", help="mix GRPO and SFT data into train.jsonl / val.jsonl / stats.json")
     d.add_argument("--grpo", required=True, help="GRPO file (JSON array or JSONL): prompt + answer")
@@ -194,11 +230,33 @@ def cli(argv: list[str]|None = None) -> int:
     return 0
 
 # %% ../nbs/06_cli.ipynb #d2c4415f
+def _quiet_libraries():
+    "Progress bars only on a terminal (a log file gets no bar lines); library deprecation notices are not the user's to fix."
+    if not sys.stderr.isatty():
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        from transformers.utils import logging as tlog
+        tlog.disable_progress_bar()
+    for cat in (FutureWarning, DeprecationWarning): warnings.filterwarnings("ignore", category=cat)
+
+def user_error(e: BaseException) -> str|None:
+    "The one-line message for an exception a user can fix (`QwenKDError`, a full disk, a denied path); None for a bug."
+    if isinstance(e, QwenKDError): return str(e)
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        return f"no space left on device while writing {e.filename or 'the output'}: free space or point out to another disk"
+    if isinstance(e, PermissionError):
+        return f"permission denied: {e.filename or 'a file'} (check its permissions or choose another path)"
+    return None
+
 def main(argv: list[str]|None = None):
     "Console entry point: user errors print one line to stderr and exit 2."
-    try: sys.exit(cli(argv))
-    except QwenKDError as e:
-        print(f"qwen-kd: error: {e}", file=sys.stderr)
+    try:
+        with warnings.catch_warnings():
+            _quiet_libraries()
+            sys.exit(cli(argv))
+    except (QwenKDError, OSError) as e:
+        msg = user_error(e)
+        if msg is None: raise  # a bug: keep the traceback (exit 1)
+        print(f"qwen-kd: error: {msg}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("qwen-kd: interrupted (rerun the same command to resume)", file=sys.stderr)

@@ -16,8 +16,9 @@ __all__ = ['BOM', 'DATASETS_FORMATS', 'ROLES', 'REPLY_KEYS', 'SCHEMAS', 'SHAPES'
            'read_records', 'detect_schema', 'example_id', 'prompt_key', 'with_system', 'to_example', 'prompt_messages',
            'reference', 'load_examples', 'dedup', 'turn_end_id', 'encode_prompt', 'encode_reply', 'tokenize_chat',
            'length_check', 'kd_collator', 'Ref', 'scan_source', 'mix_size', 'mix_counts', 'mix', 'split',
-           'atomic_write', 'write_all', 'jsonl_lines', 'to_jsonl', 'read_jsonl', 'DataConfig', 'materialise',
-           'load_tokenizer', 'quantiles', 'data_stats', 'prepare_data', 'token_lengths', 'plot_lengths', 'plot_shares']
+           'clear_stale_temps', 'check_output_dir', 'atomic_write', 'write_all', 'jsonl_lines', 'to_jsonl',
+           'read_jsonl', 'DataConfig', 'materialise', 'load_tokenizer', 'quantiles', 'data_stats', 'prepare_data',
+           'token_lengths', 'plot_lengths', 'plot_shares']
 
 # %% ../nbs/00_data.ipynb #42b4ea82
 class QwenKDError(Exception):
@@ -476,26 +477,41 @@ def split(examples: list, # canonical examples or `Ref`s (anything with `id` and
     return [e for e in examples if _get(e, "id") not in val_ids], [e for e in examples if _get(e, "id") in val_ids]
 
 # %% ../nbs/00_data.ipynb #cc29930f
-def _write_temp(path: Path, text: str|Iterable[str]) -> str:
-    "Write `text` to a fsynced temporary file next to `path`; returns its name (removed again on failure)."
+def clear_stale_temps(path: Path): # the file whose leftover temporaries go
+    "Remove temporary files a killed run left next to `path` (`atomic_write` names them `<name>.<random>.tmp`)."
+    import glob
+    for t in path.parent.glob(glob.escape(path.name) + ".*.tmp"): t.unlink(missing_ok=True)
+
+def _write_temp(path: Path, text: str|bytes|Iterable[str]) -> str:
+    "Write `text` (or bytes) to a fsynced temporary file next to `path`; returns its name (removed again on failure)."
+    clear_stale_temps(path)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for chunk in ([text] if isinstance(text, str) else text): f.write(chunk)
+        with (os.fdopen(fd, "wb") if isinstance(text, bytes) else os.fdopen(fd, "w", encoding="utf-8")) as f:
+            for chunk in ([text] if isinstance(text, (str, bytes)) else text): f.write(chunk)
             f.flush(); os.fsync(f.fileno())
         return tmp
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True); raise
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno and e.filename is None: e.filename = str(path)  # a full disk names the file it was writing
+        raise
+
+def check_output_dir(path: str|Path): # a folder the stage will create or write into
+    "Refuse an output folder that is a file, or that lies under a file (it could never be created)."
+    for q in [Path(path), *Path(path).parents]:
+        if q.exists():
+            if not q.is_dir(): raise QwenKDError(f"{q}: output path is a file, expected a folder (move the file or choose another output folder)")
+            return
 
 def atomic_write(path: str|Path, # the file to (re)place
-                 text: str|Iterable[str]): # the whole text, or chunks of it
+                 text: str|bytes|Iterable[str]): # the whole text (or bytes), or chunks of it
     "Write `text` to `path` through a temporary file and a rename, fsynced."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     os.replace(_write_temp(path, text), path)
 
 def write_all(folder: str|Path, # the output folder (created if needed)
-              files: dict[str, str|Iterable[str]]): # file name -> text or chunks
+              files: dict[str, str|bytes|Iterable[str]]): # file name -> text, bytes or chunks
     "Write several files all-or-nothing: every one to a temporary name first, then all renamed."
     folder = Path(folder)
     made = not folder.exists()
@@ -608,17 +624,26 @@ def data_stats(cfg: DataConfig, # the run's config
     return st
 
 # %% ../nbs/00_data.ipynb #a5676ca4
+def _check_left(path, source: str, refs: list, drops: Counter, need: bool):
+    "Refuse a source that filtering emptied while the mix needs it, naming what removed its examples."
+    if refs or not need: return
+    why = {r: n for (r, s), n in sorted(drops.items()) if s == source}
+    fix = "raise max_length (or use a shorter system prompt)" if {"prompt_too_long", "response_too_long"} & set(why) else "check the file"
+    raise QwenKDError(f"{path}: no examples left after filtering (dropped: {', '.join(f'{r} {n}' for r, n in why.items())}); {fix}")
+
+# %% ../nbs/00_data.ipynb #23e26e3d
 def prepare_data(cfg: DataConfig, # the data stage's knobs
                  tok=None, # a tokenizer for length checks/stats (else `cfg.tokenizer` is loaded, if set)
                 ) -> dict: # the stats also written to stats.json
     "Read, validate, dedup, mix and split; write `train.jsonl`, `val.jsonl` and `stats.json` to `cfg.out`."
     out = Path(cfg.out)
-    if out.exists() and not out.is_dir(): raise QwenKDError(f"{out}: output path is a file, expected a folder")
+    check_output_dir(out)
     if tok is None and cfg.tokenizer: tok = load_tokenizer(cfg.tokenizer)
     paths, schemas = {"grpo": cfg.grpo, "sft": cfg.sft}, dict(zip(("grpo", "sft"), cfg.schemas()))
     drops, skipped, seen = Counter(), [], set()
     refs = {src: scan_source(paths[src], src, schemas[src], cfg.system_prompt, cfg.skip_invalid, seen, drops, skipped,
                              tok, cfg.max_length, cfg.length_policy) for src in ("grpo", "sft")}
+    for src, need in (("grpo", cfg.grpo_share > 0), ("sft", cfg.grpo_share < 1)): _check_left(paths[src], src, refs[src], drops, need)
     mixed = mix(refs["grpo"], refs["sft"], cfg.grpo_share, cfg.seed, cfg.size, cfg.mode, cfg.allow_upsample)
     if not mixed: raise QwenKDError("the mix is empty: check grpo_share and the input files")
     train, val = split(mixed, cfg.val_frac, cfg.seed)

@@ -4,20 +4,21 @@
 
 # %% ../nbs/04_eval.ipynb #f4a4cff6
 from __future__ import annotations
-import json, math, re
+import difflib, io, json, math, re, warnings
 from collections import Counter
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import torch
 import torch.nn.functional as F
-from .data import QwenKDError, prompt_messages, reference, read_jsonl, tokenize_chat, atomic_write
+from .data import QwenKDError, prompt_messages, reference, read_jsonl, tokenize_chat, check_output_dir, write_all
 from .teacher import GenConfig, generate, load_model, load_tokenizer
+from .loss import shared_vocab
 
 # %% auto #0
-__all__ = ['CJK', 'ANSWER_PATTERNS', 'METRICS', 'has_cjk', 'bleu', 'chrf', 'CJKTokenizer', 'rouge', 'rouge_l', 'answer_format',
-           'extract_answer', 'answers_match', 'answer_accuracy', 'dominant_format', 'format_adherence', 'perplexity',
-           'teacher_agreement', 'EvalConfig', 'parse_models', 'overlap_metrics', 'evaluate_model', 'report_markdown',
-           'plot_report', 'evaluate_models']
+__all__ = ['CJK', 'ANSWER_PATTERNS', 'MODEL_KEYS', 'METRICS', 'has_cjk', 'bleu', 'chrf', 'CJKTokenizer', 'rouge', 'rouge_l',
+           'answer_format', 'extract_answer', 'answers_match', 'answer_accuracy', 'dominant_format', 'format_adherence',
+           'perplexity', 'teacher_agreement', 'EvalConfig', 'parse_models', 'overlap_metrics', 'evaluate_model',
+           'report_markdown', 'plot_report', 'evaluate_models']
 
 # %% ../nbs/04_eval.ipynb #af3ad90c
 CJK = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
@@ -135,11 +136,13 @@ def teacher_agreement(teacher, student, tok, examples: list[dict], vocab_size: i
     return {"top1_agreement": agree / n if n else float("nan"), "kl_teacher_student": kl / n if n else float("nan")}
 
 # %% ../nbs/04_eval.ipynb #2431e255
+MODEL_KEYS = ("base", "lora", "tokenizer", "quantization", "allow_pickle", "trust_remote_code")  # what a model entry may say
+
 @dataclass
 class EvalConfig:
     "What to evaluate, on which data, and where the report goes."
     data: str = "mixed/val.jsonl"  # held-out examples
-    models: dict = field(default_factory=dict)  # name → {base, lora?, tokenizer?, quantization?}
+    models: dict = field(default_factory=dict)  # name → {base, lora?, tokenizer?, quantization?, allow_pickle?, trust_remote_code?}
     out: str = "eval"  # report.json, report.md, metrics.png, generations_*.jsonl, hyp_*.txt, ref.txt
     teacher: str|None = "teacher"  # the model the others are compared with (format, agreement); None = none
     max_new_tokens: int = 256
@@ -148,8 +151,15 @@ class EvalConfig:
     answer_patterns: dict|None = None  # name → regex with one group; default: boxed, ####, <answer>, "the answer is"
     def __post_init__(self):
         for name, spec in self.models.items():
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", str(name)):  # it becomes part of file names in `out`
+                raise QwenKDError(f"eval model name {name!r} is used in file names: use letters, digits, '-', '_' or '.'")
             if not isinstance(spec, dict) or "base" not in spec:
                 raise QwenKDError(f"eval model {name!r} needs at least a `base` path, got {spec!r}")
+            for k in spec:
+                if k not in MODEL_KEYS:
+                    close = difflib.get_close_matches(k, MODEL_KEYS, n=1)
+                    raise QwenKDError(f"eval model {name!r}: unknown key {k!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                                      + f"; valid keys: {', '.join(MODEL_KEYS)}")
         if self.teacher is not None and self.models and self.teacher not in self.models: self.teacher = None
         for p in (self.answer_patterns or {}).values():
             try: re.compile(p)
@@ -214,7 +224,7 @@ def report_markdown(report: dict) -> str:
                     lines.append(f"| {name} | {s} | " + " | ".join(_fmt(k, m["by_source"][s].get(k)) for k in sub) + " |")
     return "\n".join(lines)
 
-def plot_report(report: dict, path: str|Path):
+def plot_report(report: dict, path: str|Path|None = None) -> bytes: # the PNG, also saved to `path` if given
     "One panel per metric; in each, bars per model for all examples and for each source (GRPO vs SFT)."
     import matplotlib
     import matplotlib.pyplot as plt
@@ -231,40 +241,52 @@ def plot_report(report: dict, path: str|Path):
         ax.set_title(k + (" (log)" if k == "ppl" else ""))
         if k == "ppl": ax.set_yscale("log")
     axs[0].legend(fontsize=8)
-    fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
+    buf = io.BytesIO()
+    fig.tight_layout(); fig.savefig(buf, format="png", dpi=100); plt.close(fig)
+    if path is not None: Path(path).write_bytes(buf.getvalue())
+    return buf.getvalue()
 
 # %% ../nbs/04_eval.ipynb #bc984155
 def _load(spec: dict):
-    return (load_model(spec["base"], spec.get("lora"), spec.get("quantization", "none")),
-            load_tokenizer(spec.get("tokenizer") or spec["base"]))
+    trust, pickle = spec.get("trust_remote_code", False), spec.get("allow_pickle", False)
+    return (load_model(spec["base"], spec.get("lora"), spec.get("quantization", "none"), trust_remote_code=trust, allow_pickle=pickle),
+            load_tokenizer(spec.get("tokenizer") or spec["base"], trust))
+
+def _agreement(t_model, t_tok, model, tok, examples: list[dict], batch_size: int) -> dict:
+    "Teacher agreement over the ids both tokenizers share; {} (with a warning) when they disagree on those ids."
+    try: n = shared_vocab(t_tok, tok)
+    except QwenKDError as e:
+        warnings.warn(f"teacher agreement skipped: {e}")
+        return {}
+    return teacher_agreement(t_model, model, tok, examples, vocab_size=n, batch_size=batch_size)
 
 def evaluate_models(cfg: EvalConfig, loaded: dict|None = None) -> dict:
     "Evaluate every model of `cfg.models` (or the already `loaded` name → (model, tok)); write the report files."
     examples = read_jsonl(cfg.data)[:cfg.max_examples]
     if not examples: raise QwenKDError(f"{cfg.data}: no examples to evaluate")
     patterns = cfg.answer_patterns or ANSWER_PATTERNS
-    out, report = Path(cfg.out), {"data": cfg.data, "models": {}}
-    out.mkdir(parents=True, exist_ok=True)
+    out, report, files = Path(cfg.out), {"data": cfg.data, "models": {}}, {}
+    check_output_dir(out)
     names = list(loaded or cfg.models)
     get = (lambda n: loaded[n]) if loaded else (lambda n: _load(cfg.models[n]))
     teacher = cfg.teacher if cfg.teacher in names else None
     order = ([teacher] if teacher else []) + [n for n in names if n != teacher]  # teacher first, kept for agreement
-    t_model, t_fmt = None, None
+    t_model, t_tok, t_fmt = None, None, None
     for name in order:
         model, tok = get(name)
         metrics, hyps = evaluate_model(model, tok, examples, cfg.max_new_tokens, cfg.batch_size, patterns)
         grpo_hyps = [h for h, e in zip(hyps, examples) if e.get("answer")] or hyps
-        if name == teacher: t_model, t_fmt = model, dominant_format(grpo_hyps, patterns)
+        if name == teacher: t_model, t_tok, t_fmt = model, tok, dominant_format(grpo_hyps, patterns)
         if t_fmt: metrics["format_adherence"] = format_adherence(grpo_hyps, t_fmt, patterns)
-        if t_model is not None: metrics.update(teacher_agreement(t_model, model, tok, examples, batch_size=cfg.batch_size))
+        if t_model is not None: metrics.update(_agreement(t_model, t_tok, model, tok, examples, cfg.batch_size))
         report["models"][name] = metrics
-        atomic_write(out/f"generations_{name}.jsonl", "".join(json.dumps({"id": e["id"], "source": e["source"], "output": h}, ensure_ascii=False) + "\n" for h, e in zip(hyps, examples)))
-        atomic_write(out/f"hyp_{name}.txt", "".join(h.replace("\n", " ") + "\n" for h in hyps))
+        files[f"generations_{name}.jsonl"] = "".join(json.dumps({"id": e["id"], "source": e["source"], "output": h}, ensure_ascii=False) + "\n" for h, e in zip(hyps, examples))
+        files[f"hyp_{name}.txt"] = "".join(h.replace("\n", " ") + "\n" for h in hyps)
         if model is not t_model: del model
     report["models"] = {n: report["models"][n] for n in names}
     report["teacher_format"] = t_fmt
-    atomic_write(out/"ref.txt", "".join((reference(e) or "").replace("\n", " ") + "\n" for e in examples))
-    atomic_write(out/"report.json", json.dumps(report, indent=2))
-    atomic_write(out/"report.md", report_markdown(report) + "\n")
-    plot_report(report, out/"metrics.png")
+    files["ref.txt"] = "".join((reference(e) or "").replace("\n", " ") + "\n" for e in examples)
+    files["report.json"], files["report.md"] = json.dumps(report, indent=2), report_markdown(report) + "\n"
+    files["metrics.png"] = plot_report(report)
+    write_all(out, files)  # all or nothing: a full disk or a crash leaves the previous report (or none), never half of one
     return report

@@ -4,21 +4,21 @@
 
 # %% ../nbs/01_teacher.ipynb #ec09c7c9
 from __future__ import annotations
-import hashlib, json, os, time, warnings
+import hashlib, json, os, re, time, warnings
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import torch
 from accelerate import PartialState
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, GenerationConfig
-from .data import QwenKDError, encode_prompt, turn_end_id, prompt_messages, read_jsonl, atomic_write, tokenize_chat
+from .data import QwenKDError, encode_prompt, turn_end_id, prompt_messages, read_jsonl, atomic_write, tokenize_chat, check_output_dir, clear_stale_temps
 
 # %% auto #0
-__all__ = ['resolve_dtype', 'load_tokenizer', 'quantization_config', 'apply_lora', 'check_tokenizer', 'load_model', 'GenConfig',
-           'generate_batches', 'generate', 'read_done', 'append_jsonl', 'shard_path', 'read_all_done', 'merge_shards',
-           'TeacherConfig', 'load_teacher', 'generate_pseudo_labels', 'vllm_sampling_kwargs', 'vllm_lora_args',
-           'vllm_engine_kwargs', 'vllm_generate_batches', 'tokenizer_hash', 'sparse_targets', 'cache_teacher_logits',
-           'load_sparse_targets']
+__all__ = ['PICKLE_WEIGHTS', 'resolve_dtype', 'check_weights', 'check_remote_code', 'load_tokenizer', 'quantization_config',
+           'apply_lora', 'check_tokenizer', 'load_model', 'GenConfig', 'generate_batches', 'generate', 'read_done',
+           'append_jsonl', 'shard_path', 'read_all_done', 'merge_shards', 'TeacherConfig', 'load_teacher',
+           'generate_pseudo_labels', 'vllm_sampling_kwargs', 'vllm_lora_args', 'vllm_engine_kwargs',
+           'vllm_generate_batches', 'tokenizer_hash', 'sparse_targets', 'cache_teacher_logits', 'load_sparse_targets']
 
 # %% ../nbs/01_teacher.ipynb #5f3a3e19
 def _check_dir(path, what: str, must_have: str|None = None):
@@ -37,10 +37,42 @@ def resolve_dtype(dtype: str = "auto") -> torch.dtype:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 # %% ../nbs/01_teacher.ipynb #550786d7
+PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt")  # torch pickle formats: loading one can run code
+
+def check_weights(path: str|Path, # a model or PEFT adapter folder (a hub id is passed through)
+                  allow_pickle: bool = False, # accept pickle weights: only for files you trust
+                 ) -> list[Path]: # the weight files found, safetensors first
+    "Refuse a local model or adapter folder whose weights are pickle files only, unless `allow_pickle`."
+    p = Path(path)
+    if not p.is_dir(): return []
+    safe, pickles = sorted(p.glob("*.safetensors")), sorted(q for g in PICKLE_WEIGHTS for q in p.glob(g) if q.name != "training_args.bin")
+    if not safe and not pickles: raise QwenKDError(f"{p}: no weight files (*.safetensors) in this folder (an interrupted download or save?)")
+    if pickles and not safe and not allow_pickle:
+        raise QwenKDError(f"{pickles[0]}: pickle weights can run code when loaded; convert to safetensors or set "
+                          "allow_pickle: true (only for files you trust)")
+    return safe + pickles
+
+def check_remote_code(path: str|Path, # a model or tokenizer folder (a hub id is passed through)
+                      trust_remote_code: bool = False): # the user's explicit consent to run the folder's code
+    "Refuse a local model whose config.json needs its own Python code (`auto_map`, unknown model_type) unless trusted."
+    cfg = Path(path)/"config.json"
+    if trust_remote_code or not cfg.is_file(): return
+    try: c = json.loads(cfg.read_text(encoding="utf-8"))
+    except ValueError: raise QwenKDError(f"{cfg}: not valid JSON (an interrupted download?)") from None
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+    if c.get("auto_map") and c.get("model_type") not in CONFIG_MAPPING:
+        raise QwenKDError(f"{path}: this model needs its own code (model_type {c.get('model_type')!r}, auto_map in config.json), "
+                          "which is not run unless you set trust_remote_code: true (only for code you trust)")
+
+# %% ../nbs/01_teacher.ipynb #42b70e0e
 def load_tokenizer(path: str, trust_remote_code: bool = False):
     "Load a tokenizer; pads on the left for generation and has a pad token."
     _check_dir(path, "tokenizer")
-    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    check_remote_code(path, trust_remote_code)
+    try: tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise QwenKDError(f"{path}: no usable tokenizer here ({first}); point tokenizer: at the model's tokenizer folder") from None
     if tok.pad_token is None: tok.pad_token = tok.eos_token
     return tok
 
@@ -62,10 +94,12 @@ def apply_lora(model, # the base model, possibly quantised
                lora: str, # PEFT adapter directory
                base: str = "?", # the base's path, for the error message
                merge: bool = False, # merge the adapter into the weights (unquantised bases only)
-               quantization: str = "none"): # the base's quantisation, decides whether merging is allowed
+               quantization: str = "none", # the base's quantisation, decides whether merging is allowed
+               allow_pickle: bool = False): # accept an adapter_model.bin (pickle): only for files you trust
     "Wrap `model` with the adapter; a LoRA made for another base raises one clear `QwenKDError`."
     from peft import PeftModel
     _check_dir(lora, "LoRA adapter", "adapter_config.json")
+    check_weights(lora, allow_pickle)
     try: model = PeftModel.from_pretrained(model, lora)
     except (RuntimeError, ValueError, KeyError) as e:
         first = str(e).strip().splitlines()[-1].strip()[:200]
@@ -97,15 +131,19 @@ def load_model(path: str, # base model: a local directory or a hub id
                dtype: str = "auto", # auto | fp32 | bf16 | fp16
                device_map: str|dict|None = None, # e.g. "auto"; None puts the model on this process's GPU if there is one
                merge_lora: bool = False, # merge the adapter into an unquantised base (faster generation)
-               trust_remote_code: bool = False): # run model code from the checkpoint: only for models you trust
+               trust_remote_code: bool = False, # run model code from the checkpoint: only for models you trust
+               allow_pickle: bool = False): # accept pickle weights (.bin, .pt): only for files you trust
     "Load a causal LM, optionally quantised, with an optional LoRA adapter, in eval mode."
     _check_dir(path, "model", "config.json")
-    if lora: _check_dir(lora, "LoRA adapter", "adapter_config.json")
+    check_remote_code(path, trust_remote_code)
+    check_weights(path, allow_pickle)
+    if lora: _check_dir(lora, "LoRA adapter", "adapter_config.json"); check_weights(lora, allow_pickle)
     dt = resolve_dtype(dtype)
     if device_map is None and torch.cuda.is_available(): device_map = {"": PartialState().local_process_index}
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dt, quantization_config=quantization_config(quantization, dt),
-                                                 device_map=device_map, trust_remote_code=trust_remote_code)
-    if lora: model = apply_lora(model, lora, path, merge_lora, quantization)
+                                                 device_map=device_map, trust_remote_code=trust_remote_code,
+                                                 use_safetensors=None if allow_pickle else True)  # a hub repo with only pickles is refused too
+    if lora: model = apply_lora(model, lora, path, merge_lora, quantization, allow_pickle)
     return model.eval()
 
 # %% ../nbs/01_teacher.ipynb #076e15a1
@@ -183,9 +221,13 @@ def read_done(path: Path, repair: bool = True) -> dict[str, dict]:
     return {r["id"]: r for r in recs}
 
 def append_jsonl(f, records: list[dict]):
-    "Append records to an open file and make them durable (flush + fsync)."
-    f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-    f.flush(); os.fsync(f.fileno())
+    "Append records to an open file and make them durable (flush + fsync); a full disk names the file."
+    try:
+        f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        f.flush(); os.fsync(f.fileno())
+    except OSError as e:
+        if e.errno and e.filename is None: e.filename = f.name
+        raise
 
 # %% ../nbs/01_teacher.ipynb #daa7a73c
 def shard_path(out: Path, rank: int) -> Path:
@@ -218,6 +260,7 @@ class TeacherConfig:
     dtype: str = "auto"  # auto | fp32 | bf16 | fp16
     merge_lora: bool = False  # merge LoRA into an unquantised base: faster, same outputs; ignored (with a warning) when quantised
     trust_remote_code: bool = False  # only for models whose code you trust
+    allow_pickle: bool = False  # accept pickle weights (pytorch_model.bin, adapter_model.bin): loading one can run code
     max_new_tokens: int = 256
     temperature: float = 0.0  # 0 = greedy pseudo-labels; the seed meant 0.7 with sampling
     top_p: float = 1.0
@@ -241,8 +284,9 @@ class TeacherConfig:
 def load_teacher(cfg: TeacherConfig):
     "The teacher model (base + LoRA) and its tokenizer, checked against each other."
     _check_dir(cfg.base, "model", "config.json")
+    check_remote_code(cfg.base, cfg.trust_remote_code)
     tok = load_tokenizer(cfg.tokenizer or cfg.base, cfg.trust_remote_code)
-    model = load_model(cfg.base, cfg.lora, cfg.quantization, cfg.dtype, None, cfg.merge_lora, cfg.trust_remote_code)
+    model = load_model(cfg.base, cfg.lora, cfg.quantization, cfg.dtype, None, cfg.merge_lora, cfg.trust_remote_code, cfg.allow_pickle)
     check_tokenizer(model, tok, cfg.tokenizer or cfg.base)
     return model, tok
 
@@ -270,8 +314,10 @@ def _label(todo: list[dict], model, tok, cfg: TeacherConfig, path: Path, progres
 # %% ../nbs/01_teacher.ipynb #ffabf957
 def generate_pseudo_labels(cfg: TeacherConfig, model=None, tok=None, progress: bool = True) -> dict:
     "Write the teacher's completion for every example of `cfg.data` to `cfg.out`, resuming; one shard per process."
-    state, examples, out = PartialState(cpu=not torch.cuda.is_available()), read_jsonl(cfg.data), Path(cfg.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    state, out = PartialState(cpu=not torch.cuda.is_available()), Path(cfg.out)
+    if out.is_dir(): raise QwenKDError(f"{out}: teacher out is a folder; give a file path such as teacher/outputs.jsonl")
+    check_output_dir(out.parent)
+    examples = read_jsonl(cfg.data)
     multi = state.num_processes > 1
     own = shard_path(out, state.process_index) if multi else out
     done = read_all_done(out, own)
@@ -285,6 +331,7 @@ def generate_pseudo_labels(cfg: TeacherConfig, model=None, tok=None, progress: b
         if mine:
             if model is None and cfg.backend == "hf": model, tok = load_teacher(cfg)
             if tok is None: tok = load_tokenizer(cfg.tokenizer or cfg.base, cfg.trust_remote_code)
+            own.parent.mkdir(parents=True, exist_ok=True)  # only now: a teacher that fails to load leaves nothing behind
             new = _label(mine, model, tok, cfg, own, progress and state.is_main_process)
     if multi:
         from accelerate.utils import gather_object
@@ -408,6 +455,8 @@ def cache_teacher_logits(model, tok,
     "Write sparse teacher targets for every example that has an output; resumable. Returns the index."
     from safetensors.torch import save_file
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    for t in out.glob("shard-*.safetensors.tmp"): t.unlink()  # half-written by a killed run
+    clear_stale_temps(out/"index.json")
     index = _open_index(out, {"teacher": teacher, "tokenizer_hash": tokenizer_hash(tok), "k": k, "mode": mode, "vocab": len(tok)})
     done = {i for ids in index["shards"].values() for i in ids}
     todo = [e for e in examples if e["id"] in outputs and e["id"] not in done]
@@ -428,6 +477,8 @@ def load_sparse_targets(cache_dir: str|Path, example_id: str) -> dict:
     index = json.loads((Path(cache_dir)/"index.json").read_text())
     shard = next((s for s, ids in index["shards"].items() if example_id in ids), None)
     if shard is None: raise QwenKDError(f"{cache_dir}: no cached teacher targets for example {example_id}")
+    if not re.fullmatch(r"shard-\d{5}\.safetensors", shard):  # the index names files in this folder, nothing else
+        raise QwenKDError(f"{cache_dir}/index.json: unexpected shard name {shard!r}; delete the cache and rebuild it")
     with safe_open(str(Path(cache_dir)/shard), "pt") as f:
         out = {"ids": f.get_tensor(f"{example_id}.ids").long(), "logp": f.get_tensor(f"{example_id}.logp").float(), "mode": index["mode"]}
         if index["mode"] == "topk": out["residual"] = f.get_tensor(f"{example_id}.residual").float()

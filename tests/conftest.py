@@ -5,3 +5,19 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+import pytest
+
+@pytest.fixture(scope="session")
+def demo_assets():
+    "The embedded default's data, teacher base + LoRA and student (built once, cached in ~/.cache/qwen_kd)."
+    from qwen_kd.demo import build_demo_assets
+    return build_demo_assets()
+
+def tree(root) -> dict:
+    "Every file and folder under `root` (relative path → size, None for folders): compares a folder before and after."
+    from pathlib import Path
+    root = Path(root)
+    if not root.exists(): return {}
+    if root.is_file(): return {".": root.stat().st_size}
+    return {str(p.relative_to(root)): (None if p.is_dir() else p.stat().st_size) for p in sorted(root.rglob("*"))}
