@@ -13,7 +13,7 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
 from .data import QwenKDError, kd_collator, prompt_messages, reference, read_jsonl, tokenize_chat, atomic_write
 from .teacher import (TeacherConfig, GenConfig, load_teacher, load_tokenizer, resolve_dtype, read_done,
-                             quantization_config, tokenizer_hash, _check_dir, _left_pad)
+                             quantization_config, tokenizer_hash, check_weights, check_remote_code, _check_dir, _left_pad)
 from .loss import KINDS, kd_loss, fused_kd_loss, shared_vocab
 
 # %% auto #0
@@ -310,13 +310,6 @@ class KDTrainer(Trainer):
         super().log(logs, *args, **kwargs)
 
 # %% ../nbs/03_train.ipynb #891b3e93
-def _check_weights(path: str, allow_pickle: bool):
-    "Refuse a local model folder whose weights are only pickle files, unless `allow_pickle`."
-    p = Path(path)
-    if allow_pickle or not p.is_dir() or list(p.glob("*.safetensors")): return
-    pick = sorted(x.name for x in p.iterdir() if x.suffix in (".bin", ".pt", ".pth", ".ckpt"))
-    if pick: raise QwenKDError(f"{p/pick[0]}: pickle weights can run code when loaded: convert to safetensors or set allow_pickle: true")
-
 def with_adapter(model, cfg: KDConfig):
     "Wrap `model` with trainable LoRA adapters per `cfg` (QLoRA: after preparing the 4-bit base); `none` returns it."
     if cfg.adapter == "none": return model
@@ -333,7 +326,7 @@ def with_adapter(model, cfg: KDConfig):
 def load_student(cfg: KDConfig):
     "The student per `cfg`: fp32 (bf16 for `bf16-pure`) weights, 4-bit for QLoRA, with its adapters."
     _check_dir(cfg.student, "model", "config.json")
-    _check_weights(cfg.student, cfg.allow_pickle)
+    check_weights(cfg.student, cfg.allow_pickle); check_remote_code(cfg.student, cfg.trust_remote_code)
     dt = torch.bfloat16 if cfg.precision == "bf16-pure" else torch.float32
     compute = resolve_dtype(cfg.precision if cfg.precision in ("bf16", "fp16") else "auto") if cfg.precision != "bf16-pure" else dt
     q = quantization_config("4bit", compute) if cfg.adapter == "qlora" else None

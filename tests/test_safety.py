@@ -182,3 +182,16 @@ def test_safety_ids_are_not_paths(demo_assets, tmp_path):
     index["shards"] = {"../../outside.safetensors": ids}
     (out/"teacher"/"logits"/"index.json").write_text(json.dumps(index))
     with pytest.raises(QwenKDError, match="unexpected shard name"): load_sparse_targets(out/"teacher"/"logits", ids[0])
+
+def test_safety_student_pickle_refused(tmp_path):
+    "The train stage's student loader refuses pickle-only weights unless allow_pickle, like the teacher's."
+    from qwen_kd.demo import tiny_qwen2
+    from qwen_kd.data import QwenKDError
+    from qwen_kd.train import KDConfig, load_student
+    import torch
+    m = tiny_qwen2(hidden=16, layers=1, heads=2, kv_heads=1, intermediate=32)
+    m.save_pretrained(tmp_path); (tmp_path/"model.safetensors").unlink()
+    torch.save(m.state_dict(), tmp_path/"pytorch_model.bin")
+    assert (tmp_path/"pytorch_model.bin").exists() and not list(tmp_path.glob("*.safetensors"))
+    with pytest.raises(QwenKDError, match="pickle weights can run code"): load_student(KDConfig(student=str(tmp_path)))
+    assert load_student(KDConfig(student=str(tmp_path), allow_pickle=True)).config.hidden_size == 16
