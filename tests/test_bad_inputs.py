@@ -56,9 +56,9 @@ def places(demo_assets, tmp_path_factory) -> dict:
     small = tiny_qwen2(hidden=16, layers=1, heads=2, kv_heads=1, intermediate=32)
     small.config.save_pretrained(pk); torch.save(small.state_dict(), pk/"pytorch_model.bin")
     qwen_tokenizer("qwen1.5").save_pretrained(pk)
-    pl = root/"pickle_lora"
+    pl = root/"pickle_lora"  # refused before anything is loaded, so a small adapter does (test_safety loads a real one)
     import shutil
-    shutil.copytree(demo_assets["teacher_lora"], pl)
+    shutil.copytree(root/"other_lora", pl)
     from safetensors.torch import load_file
     torch.save(load_file(pl/"adapter_model.safetensors"), pl/"adapter_model.bin"); (pl/"adapter_model.safetensors").unlink()
     p = {k: str(v) for k, v in demo_assets.items()}

@@ -15,11 +15,12 @@ SEED, KILLS = 8, 20
 
 # --- the helper process: fork a worker, kill it when a trigger fires --------------------------------------------
 
-def _attempt(work: Path, target, trigger, delay: float, timeout: float = 300) -> str:
-    "Fork a worker running `target()`; SIGKILL it `delay` s after `trigger()` first holds. 'killed' or 'finished'."
+def _attempt(work: Path, target, trigger, delay: float, timeout: float = 300, rename: tuple|None = None) -> str:
+    "Fork a worker running `target()`; SIGKILL it `delay` s after `trigger()` first holds, or at a rename. 'killed' or 'finished'."
     pid = os.fork()
     if pid == 0:  # the worker: silent, and it never returns into the caller's code
         null = os.open(os.devnull, os.O_WRONLY); os.dup2(null, 1); os.dup2(null, 2)
+        if rename: _die_at_rename(*rename)
         code = 0
         try: target()
         except SystemExit as e: code = e.code or 0
@@ -28,13 +29,23 @@ def _attempt(work: Path, target, trigger, delay: float, timeout: float = 300) ->
     t0 = time.time()
     while not trigger():
         done, status = os.waitpid(pid, os.WNOHANG)
-        if done: return _ended(work, status)
+        if done: return "killed" if os.WIFSIGNALED(status) else _ended(work, status)
         assert time.time() - t0 < timeout, "the worker hung"
         time.sleep(0.002)
     time.sleep(delay)
     os.kill(pid, signal.SIGKILL)
     _, status = os.waitpid(pid, 0)
     return "killed" if os.WIFSIGNALED(status) else _ended(work, status)
+
+def _die_at_rename(n: int, after: bool):
+    "In a worker: SIGKILL itself at its `n`-th os.replace, just before or just after it — a kill exactly on a write boundary."
+    real, calls = os.replace, [0]
+    def replace(src, dst, **kw):
+        calls[0] += 1
+        if calls[0] == n and not after: os.kill(os.getpid(), signal.SIGKILL)
+        real(src, dst, **kw)
+        if calls[0] == n and after: os.kill(os.getpid(), signal.SIGKILL)
+    os.replace = replace
 
 def _ended(work: Path, status: int) -> str:
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, (work/"worker_error.txt").read_text()
@@ -77,13 +88,13 @@ def drive_teacher(work: Path, seed: int, kills: int, torn: int) -> dict:
             "last_resumed": last["resumed"], "ref_seconds": round(ref_s, 2)}
 
 def drive_cache(work: Path, seed: int, kills: int) -> dict:
-    "The logit cache (mode sample, 2 examples a shard): reference, then `kills` killed-and-resumed runs, then a last resume."
+    "The logit cache (mode sample, one example a shard): reference, then `kills` killed-and-resumed runs, then a last resume."
     from qwen_kd.data import read_jsonl
     from qwen_kd.teacher import generate_pseudo_labels, cache_teacher_logits, read_done
     cfg, model, tok = _teacher_setup(work)
     generate_pseudo_labels(cfg(work/"outputs.jsonl"), model, tok, progress=False)
     exs, outs = read_jsonl(work/"train.jsonl"), read_done(work/"outputs.jsonl")
-    run = lambda d: cache_teacher_logits(model, tok, exs, outs, d, "sample", k=4, shard_size=2, teacher="tiny", seed=3)
+    run = lambda d: cache_teacher_logits(model, tok, exs, outs, d, "sample", k=4, shard_size=1, teacher="tiny", seed=3)
     t0 = time.time(); run(work/"ref_cache"); ref_s = time.time() - t0
     cache, rng, log = work/"cache", random.Random(seed), []
     def shards():
@@ -92,7 +103,9 @@ def drive_cache(work: Path, seed: int, kills: int) -> dict:
     tmp_left = unindexed = 0  # kills that landed mid-write: a temporary left, or a shard renamed but not yet indexed
     while sum(r == "killed" for r in log) < kills:
         start, need, delay = shards(), rng.randint(0, 2), rng.uniform(0, 0.05)
-        log.append(_attempt(work, lambda: run(cache), lambda: shards() >= start + need, delay))
+        if len(log) % 2:  # on a write boundary: around the n-th rename (odd: a shard file, even: index.json)
+            log.append(_attempt(work, lambda: run(cache), lambda: False, 0, rename=(rng.randint(1, 4), rng.random() < 0.5)))
+        else: log.append(_attempt(work, lambda: run(cache), lambda: shards() >= start + need, delay))
         if log[-1] == "finished": break
         names = {p.name for p in cache.iterdir()} if cache.exists() else set()
         indexed = set(json.loads((cache/"index.json").read_text())["shards"]) if "index.json" in names else set()
@@ -103,7 +116,7 @@ def drive_cache(work: Path, seed: int, kills: int) -> dict:
             "unindexed": unindexed, "ref_seconds": round(ref_s, 2)}
 
 def drive_data(work: Path, seed: int, kills: int, n: int) -> dict:
-    "`qwen-kd data` on an `n`-line GRPO file: a reference, then `kills` runs killed at random, each into a fresh folder."
+    "`qwen-kd data` on an `n`-line GRPO file: a reference, then `kills` runs killed at random or on a rename, each into a fresh folder."
     from qwen_kd.cli import main
     with open(work/"grpo.jsonl", "w") as f:
         for i in range(n): f.write(json.dumps({"prompt": f"Problem {i}: what is {i} times 7?", "solution": f"{i} * 7 = {i*7}", "answer": str(i * 7)}) + "\n")
@@ -114,10 +127,9 @@ def drive_data(work: Path, seed: int, kills: int, n: int) -> dict:
     rng, states = random.Random(seed), []
     for i in range(kills):
         out = work/f"killed{i:02d}"
-        if i % 2:  # on a write: once a temporary file appears, then 0-300 ms
-            trig, delay = (lambda o=out: any(p.suffix == ".tmp" for p in o.glob("*"))), rng.uniform(0, 0.3)
-        else: trig, delay = (lambda: True), rng.uniform(0, ref_s)  # any moment of the run
-        res = _attempt(work, lambda o=out: main(args(o)), trig, delay)
+        rename = (rng.randint(1, 3), rng.random() < 0.5) if i % 2 else None  # just before or after train/val/stats' rename
+        trig, delay = (lambda: not rename), rng.uniform(0, ref_s)  # else: any moment of the run
+        res = _attempt(work, lambda o=out: main(args(o)), trig, delay, rename=rename)
         states.append({"out": out.name, "result": res, "files": sorted(p.name for p in out.iterdir()) if out.exists() else []})
     dirty = max(states, key=lambda s: len(s["files"]))["out"]  # rerun where a kill left the most behind
     _attempt(work, lambda: main(args(work/dirty)), lambda: False, 0)
@@ -156,7 +168,7 @@ def test_crash_logit_cache(tmp_path):
     import torch
     from safetensors.torch import load_file
     s = drive("cache", tmp_path, seed=SEED, kills=KILLS)
-    assert s["kills"] == KILLS and s["finished_early"] == 0, s
+    assert s["kills"] == KILLS and s["finished_early"] == 0 and s["tmp_left"] and s["unindexed"], s  # the write windows were hit
     got, want = (json.loads((tmp_path/d/"index.json").read_text()) for d in ("cache", "ref_cache"))
     assert got == want  # same shards holding the same ids, same metadata
     ids = [i for v in got["shards"].values() for i in v]
@@ -172,7 +184,7 @@ def test_crash_logit_cache(tmp_path):
           "all gone after the resume")
 
 def test_crash_data_stage(tmp_path):
-    s = drive("data", tmp_path, seed=SEED, kills=10, n=30_000)
+    s = drive("data", tmp_path, seed=SEED, kills=10, n=12_000)
     ref = {f: (tmp_path/"ref"/f).read_bytes() for f in ("train.jsonl", "val.jsonl", "stats.json")}
     rows, kinds = 0, set()
     for st in s["states"]:
@@ -188,7 +200,7 @@ def test_crash_data_stage(tmp_path):
     assert sorted(p.name for p in rerun.iterdir()) == sorted(ref)  # the rerun swept the temporaries away
     assert all((rerun/f).read_bytes() == b for f, b in ref.items())
     killed = sum(st["result"] == "killed" for st in s["states"])
-    assert killed >= 8, s["states"]
+    assert killed >= 8 and "partial" in kinds, s["states"]  # the kills on a rename land between train/val/stats
     tmp = sum(any(f.endswith(".tmp") for f in st["files"]) for st in s["states"])
     print(f"\ncrash/data: {killed} kill points of {len(s['states'])} runs ({s['ref_seconds']} s uninterrupted), outcomes "
           f"{sorted(kinds)}, {rows} output lines checked complete; {tmp} kills left temporaries, swept by the rerun of {s['rerun']}")
