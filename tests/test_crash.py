@@ -135,10 +135,6 @@ def drive_data(work: Path, seed: int, kills: int, n: int) -> dict:
     _attempt(work, lambda: main(args(work/dirty)), lambda: False, 0)
     return {"states": states, "rerun": dirty, "ref_seconds": round(ref_s, 2)}
 
-if __name__ == "__main__":
-    kind, work, kw = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
-    print(json.dumps({"teacher": drive_teacher, "cache": drive_cache, "data": drive_data}[kind](work, **kw)))
-
 # --- the tests ------------------------------------------------------------------------------------------------
 
 def drive(kind: str, work: Path, **kw) -> dict:
@@ -240,3 +236,7 @@ def test_crash_training_resume(tmp_path, demo_assets):
     for step in range(7, 13): assert abs(got[step] - want[step]) < 1e-5, (step, got[step], want[step])
     print(f"\ncrash/train: 1 kill point (after checkpoint-6), losses of steps 7-12 equal to the uninterrupted run's "
           f"(max |diff| {max(abs(got[s] - want[s]) for s in range(7, 13)):.1e})")
+
+if __name__ == "__main__":
+    kind, work, kw = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
+    print(json.dumps({"teacher": drive_teacher, "cache": drive_cache, "data": drive_data}[kind](work, **kw)))
