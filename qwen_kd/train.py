@@ -11,15 +11,15 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
-from .data import QwenKDError, kd_collator, prompt_messages, reference, read_jsonl, tokenize_chat, atomic_write
+from .data import QwenKDError, check_output_dir, kd_collator, prompt_messages, reference, read_jsonl, tokenize_chat, atomic_write
 from .teacher import (TeacherConfig, GenConfig, load_teacher, load_tokenizer, resolve_dtype, read_done,
                              quantization_config, tokenizer_hash, check_weights, check_remote_code, _check_dir, _left_pad)
 from .loss import KINDS, kd_loss, fused_kd_loss, shared_vocab
 
 # %% auto #0
 __all__ = ['MODES', 'ADAPTERS', 'PRECISIONS', 'KDConfig', 'SparseCache', 'KDCollator', 'logits_to_keep', 'KDTrainer',
-           'with_adapter', 'load_student', 'build_dataset', 'training_args', 'keep_freed_memory', 'save_student',
-           'train_student', 'playground_config', 'kd_playground']
+           'with_adapter', 'load_student', 'build_dataset', 'training_args', 'keep_freed_memory', 'last_checkpoint',
+           'save_student', 'train_student', 'playground_config', 'kd_playground']
 
 # %% ../nbs/03_train.ipynb #05972ded
 MODES = ("online", "offline", "seqkd", "on_policy")
@@ -401,6 +401,14 @@ def _teacher_targets(cfg: KDConfig, teacher_cfg, teacher, student, tok):
         return None, cache, n
     return None, None, None
 
+def last_checkpoint(out: Path) -> Path|None:
+    "The newest `checkpoint-N` in `out` whose `trainer_state.json` is complete; one cut short by a crash is skipped."
+    done = []
+    for c in out.glob("checkpoint-*") if out.is_dir() else []:
+        try: json.loads((c/"trainer_state.json").read_text()); done.append((int(c.name.split("-")[-1]), c))
+        except (OSError, ValueError): warnings.warn(f"{c}: incomplete checkpoint (killed while saving?), skipped")
+    return max(done)[1] if done else None
+
 def save_student(trainer: KDTrainer, cfg: KDConfig, tok):
     "Save the student to `cfg.output_dir`: the full model, or the adapter (`adapter/`) plus the merged model."
     out = Path(cfg.output_dir)
@@ -418,7 +426,7 @@ def train_student(cfg: KDConfig, teacher_cfg: TeacherConfig|None = None, teacher
     "Distil the teacher into the student per `cfg`; saves the student and `kd_config.json` to `cfg.output_dir`."
     if cfg.precision == "fp16" and not torch.cuda.is_available(): raise QwenKDError("precision fp16 needs a GPU: use fp32 or auto on CPU")
     out = Path(cfg.output_dir)
-    if out.exists() and not out.is_dir(): raise QwenKDError(f"{out}: output_dir is a file, expected a folder")
+    check_output_dir(out)
     keep_freed_memory()
     tok = tok or load_tokenizer(cfg.student_tokenizer or cfg.student, cfg.trust_remote_code)
     tok.padding_side = "right"
@@ -437,11 +445,8 @@ def train_student(cfg: KDConfig, teacher_cfg: TeacherConfig|None = None, teacher
                         fused=cfg.fused, divergence=cfg.divergence, beta=cfg.beta,
                         sparse_mode=cache.mode if cache else None, lmbda=cfg.lmbda if cfg.mode == "on_policy" else 0.0,
                         on_policy_gen=gen, max_nonfinite=cfg.max_nonfinite)
-    last = None
-    if cfg.resume:
-        from transformers.trainer_utils import get_last_checkpoint
-        last = get_last_checkpoint(cfg.output_dir) if out.is_dir() else None
-    trainer.train(resume_from_checkpoint=last)
+    last = last_checkpoint(out) if cfg.resume else None
+    trainer.train(resume_from_checkpoint=str(last) if last else None)
     save_student(trainer, cfg, tok)
     if trainer.is_world_process_zero():
         atomic_write(out/"kd_config.json", json.dumps({**asdict(cfg), "dropped": drops, "shared_vocab": n,
