@@ -698,8 +698,12 @@ def estimate_run(kd=None, # a qwen_kd.train.KDConfig (None: its defaults)
     if teacher.merge_lora and teacher.quantization == "none": rank = 0
     cfg = VRAMSettings(teacher=teacher.base, student=kd.student, teacher_quant=teacher.quantization,
                        teacher_dtype="bf16" if teacher.dtype == "auto" else teacher.dtype, teacher_lora_rank=rank,
-                       teacher_lora_targets=targets or LINEARS, student_precision="fp32" if kd.precision == "fp32" else "mixed",
+                       teacher_lora_targets=targets or LINEARS,
+                       student_precision={"fp32": "fp32", "bf16-pure": "bf16"}.get(kd.precision, "mixed"),
+                       student_kind={"none": "full"}.get(kd.adapter, kd.adapter), student_lora_rank=kd.lora_r,
+                       optimizer=kd.optim if kd.optim in OPTIMIZERS else "adamw_torch",
                        batch_size=kd.batch_size, grad_accum=kd.grad_accum, seq_len=kd.max_length,
-                       gradient_checkpointing=kd.gradient_checkpointing, loss="fused" if kd.fused else "naive",
+                       gradient_checkpointing=kd.gradient_checkpointing, loss="fused" if kd.fused or kd.mode == "offline" else "naive",
                        gen_batch_size=teacher.batch_size, max_new_tokens=teacher.max_new_tokens)
-    return {m: estimate_vram(m, cfg, **overrides) for m in ("generation", kd.mode, "eval")}
+    train = {"offline": "seqkd", "on_policy": "online"}.get(kd.mode, kd.mode)  # offline: no teacher; its k-wide targets are small
+    return {m: estimate_vram(m, cfg, **overrides) for m in ("generation", train, "eval")}
