@@ -214,7 +214,8 @@ class KDTrainer(Trainer):
             t_out = self._teacher_out(kw)
             th, tw = t_out.hidden_states[-1].to(h.device), self.teacher.get_output_embeddings().weight.to(h.device)
         elif alpha > 0 and "sparse_ids" in inputs: sparse = self._sparse(inputs, n)
-        loss, kd, ce = fused_kd_loss(h, w, th, tw, labels, kind=self.divergence, temperature=self.temperature, alpha=alpha,
+        T = 1.0 if sparse is not None else self.temperature  # cached targets are the teacher's T = 1 distribution
+        loss, kd, ce = fused_kd_loss(h, w, th, tw, labels, kind=self.divergence, temperature=T, alpha=alpha,
                                      beta=self.beta, vocab_size=self.vocab_size, num_items_in_batch=num_items_in_batch,
                                      sparse_targets=sparse)
         return loss, kd, ce, labels, out
@@ -390,6 +391,7 @@ def _teacher_targets(cfg: KDConfig, teacher_cfg, teacher, student, tok):
         n = shared_vocab(t_tok, tok) if t_tok is not None else min(teacher.config.vocab_size, student.config.vocab_size, len(tok))
         return teacher, None, n
     if cfg.mode == "offline":
+        if cfg.temperature != 1: warnings.warn(f"mode offline trains at T = 1 (temperature {cfg.temperature} ignored): the cache holds the teacher's T = 1 distribution")
         cache = SparseCache(cfg.cache_path)
         n = min(len(tok), cache.vocab)
         if teacher_cfg is not None:  # the teacher's tokenizer is cheap: check the cache against it, share ids with it
