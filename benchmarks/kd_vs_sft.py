@@ -1,0 +1,310 @@
+"""KD vs SFT on the embedded default: does logit KD beat CE on teacher pseudo-labels (seqkd), at equal steps and at equal
+wall-clock?
+
+Everything goes through the library: `build_demo_assets` (tiny Qwen2 teacher base + GRPO LoRA that learned
+"... The answer is \\boxed{c}.", a layer-cut [0, 3] student of the base, with the real Qwen2.5 / Qwen1.5 tokenizers),
+`demo_config` (the demo's settings: batch 16, lr 3e-3, T = 2, alpha = 0.5, max_length 128), `prepare_data`,
+`generate_pseudo_labels` (greedy, with a sampled k = 16 logit cache for offline KD), `train_student`, and
+`qwen_kd.eval` (`evaluate_model`, `perplexity`, `teacher_agreement`).
+
+1. Setup (once): data; teacher pseudo-labels + logit cache on train; teacher replies on a held-out set (the demo's
+   val split plus a fresh demo draw, seed 1, minus any prompt seen in training: the 27-example val split alone
+   moves 5 points per example); the student init: the layer cut healed by a short CE run on the data's own
+   references (target=reference, seqkd mode), saved once; every variant starts from it.
+2. Equal steps: for each budget N and seed, seqkd, online KD and offline KD (when `KDConfig` has mode="offline")
+   train N steps, side by side (interleaved), from the same init with the same data order.
+3. Equal wall-clock: the per-step cost of each variant relative to seqkd is the median, over the (N, seed) groups
+   of step 2, of its train time over seqkd's train time in the same group (side by side, so shared-core noise
+   hits both); each KD variant then trains round(N / ratio) steps: the time seqkd needs for N steps.
+4. Metrics on the held-out set: answer accuracy (greedy, 24 new tokens, GRPO examples with a gold answer),
+   perplexity on the teacher's replies, teacher top-1 agreement and KL(teacher‖student) per token on those replies.
+   Mean ± half the range over seeds.
+
+Run (about 20 minutes on 2 CPU cores; setup is cached in --work and reused):
+
+    PYTHONPATH=. python benchmarks/kd_vs_sft.py | tee benchmarks/kd_vs_sft.out.txt
+    PYTHONPATH=. python benchmarks/kd_vs_sft.py --budgets 50 150 300 --seeds 0 1 2   # longer
+"""
+import argparse, contextlib, gc, json, math, os, shutil, statistics, sys, time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1"); os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import logging, warnings
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+import torch
+import torch.nn.functional as F
+from qwen_kd.demo import build_demo_assets, make_demo_data
+from qwen_kd.cli import demo_config, link_sections
+from qwen_kd.data import (DataConfig, prepare_data, read_jsonl, to_jsonl, prompt_messages, reference, tokenize_chat,
+                          kd_collator, QwenKDError)
+from qwen_kd.teacher import (TeacherConfig, GenConfig, generate, generate_pseudo_labels, load_teacher, load_tokenizer,
+                             read_done)
+from qwen_kd.train import KDConfig, train_student
+from qwen_kd.eval import answer_accuracy, perplexity, teacher_agreement
+from qwen_kd.loss import shared_vocab
+from transformers import AutoModelForCausalLM, TrainerCallback
+
+KD_VARIANTS = ("online", "offline")
+LABEL = {"seqkd": "(a) seqkd: CE on pseudo-labels", "online": "(b) online FKL KD", "offline": "(c) offline sparse KD"}
+
+def say(*a): print(*a, flush=True)
+
+@contextlib.contextmanager
+def quiet(log: Path):
+    "Send the Trainer's log lines, progress bars and warnings of a step to a log file instead of the table."
+    with open(log, "a") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+def has_mode(mode: str) -> bool:
+    "Whether this checkout's `KDConfig` accepts `mode` (offline KD lands separately)."
+    try: KDConfig(mode=mode); return True
+    except QwenKDError: return False
+
+def with_reply(ex: dict, text: str) -> dict:
+    "The example with `text` as its assistant reply."
+    return {**ex, "messages": prompt_messages(ex) + [{"role": "assistant", "content": text}]}
+
+# ---------------------------------------------------------------------------------------------------------- setup
+def setup(work: Path, heal_steps: int, cache_k: int, log: Path) -> dict:
+    "Data, teacher labels and logit cache, held-out set with teacher replies, healed student; cached in `work`."
+    t = {}
+    assets = build_demo_assets()
+    raw = link_sections(demo_config(assets, work))
+    raw["teacher"].update(cache_logits="sample", cache_k=cache_k, merge_lora=True)  # merged: the fast teacher, same outputs
+    mixed = Path(raw["data"]["out"])
+    if not (mixed/"train.jsonl").exists():
+        prepare_data(DataConfig(**raw["data"]))
+    train = read_jsonl(mixed/"train.jsonl")
+    heldout_path = work/"heldout.jsonl"
+    if not heldout_path.exists():  # the val split + a fresh draw of the same generators, minus prompts seen in training
+        src = make_demo_data(work/"extra_src", seed=1)
+        prepare_data(DataConfig(grpo=str(src["grpo"]), sft=str(src["sft"]), out=str(work/"extra"), grpo_share=0.7, val_frac=0.0))
+        seen, held = {e["id"] for e in train}, []
+        for e in read_jsonl(mixed/"val.jsonl") + read_jsonl(work/"extra"/"train.jsonl"):
+            if e["id"] not in seen: seen.add(e["id"]); held.append(e)
+        heldout_path.write_text(to_jsonl(held))
+    tc = TeacherConfig(**raw["teacher"])
+    with quiet(log): teacher, t_tok = load_teacher(tc)
+    t0 = time.perf_counter()
+    with quiet(log): lab = generate_pseudo_labels(tc, teacher, t_tok, progress=False)
+    if lab["generated"]: t["teacher_labels_s"] = time.perf_counter() - t0
+    tv = TeacherConfig(**{**raw["teacher"], "data": str(heldout_path), "out": str(work/"teacher_heldout"/"outputs.jsonl"),
+                          "cache_logits": "none"})
+    with quiet(log): generate_pseudo_labels(tv, teacher, t_tok, progress=False)
+    healed = work/"student_healed"
+    if not (healed/"config.json").exists():
+        cfg = KDConfig(**{**raw["train"], "mode": "seqkd", "target": "reference", "max_steps": heal_steps,
+                          "output_dir": str(work/"heal_run"), "seed": 0})
+        t0 = time.perf_counter()
+        with quiet(log): train_student(cfg, save_strategy="no")
+        shutil.move(work/"heal_run", healed)
+        t["heal_s"] = time.perf_counter() - t0
+    held = read_jsonl(heldout_path)
+    outs = read_done(Path(tv.out))
+    return {"raw": raw, "tc": tc, "teacher": teacher, "t_tok": t_tok, "healed": healed, "times": t, "n_train": len(train),
+            "held_answer": [e for e in held if e.get("answer")],
+            "held_teacher_text": [with_reply(e, outs[e["id"]]["teacher_output"]) for e in held if e["id"] in outs]}
+
+# ------------------------------------------------------------------------------------------------------ evaluation
+@torch.no_grad()
+def reply_states(model, tok, examples: list[dict], batch_size: int = 32, max_length: int = 128):
+    "Final hidden states (N, H) at the positions that predict reply tokens, and those tokens (N,), in example order."
+    rows = [r for e in examples for r in [tokenize_chat(tok, prompt_messages(e), reference(e), max_length)] if r is not None]
+    hs, ys = [], []
+    for b in range(0, len(rows), batch_size):
+        batch = kd_collator(tok)(rows[b:b + batch_size])
+        out = model(input_ids=batch["input_ids"].to(model.device), attention_mask=batch["attention_mask"].to(model.device),
+                    output_hidden_states=True, logits_to_keep=1)
+        sel = batch["labels"][:, 1:] != -100
+        hs.append(out.hidden_states[-1][:, :-1][sel.to(model.device)].float()); ys.append(batch["labels"][:, 1:][sel])
+    return torch.cat(hs), torch.cat(ys)
+
+@torch.no_grad()
+def reply_metrics(student, tok, examples: list[dict], teacher_states, teacher_head, n: int, chunk: int = 512) -> dict:
+    """`perplexity` and `teacher_agreement` of `qwen_kd.eval` in one pass over the reply positions only.
+
+    The library's versions take (B, L, V) logits at every position, prompt included, twice for the student: ~3x the
+    work and ~2 GB a batch at V = 152k. Same definitions: PPL over the student's full vocabulary, agreement and
+    KL(p_T‖p_S) over the `n` shared ids. Cross-checked against the library on the student init (printed)."""
+    hs, ys = reply_states(student, tok, examples)
+    th, ty = teacher_states
+    assert torch.equal(ys, ty), "student and teacher rows differ"
+    ws, wt = student.get_output_embeddings().weight.float(), teacher_head.float()
+    nll = agree = kl = 0.0
+    for i in range(0, len(ys), chunk):
+        zs, zt = hs[i:i + chunk] @ ws.T, th[i:i + chunk] @ wt.T
+        nll += F.cross_entropy(zs, ys[i:i + chunk], reduction="sum").item()
+        s, t = zs[:, :n], zt[:, :n]
+        agree += (s.argmax(-1) == t.argmax(-1)).sum().item()
+        lpt, lps = F.log_softmax(t, -1), F.log_softmax(s, -1)
+        kl += (lpt.exp() * (lpt - lps)).sum().item()
+    N = len(ys)
+    return {"ppl": math.exp(nll / N), "agree": agree / N, "kl": kl / N}
+
+def evaluate(model, tok, S: dict, is_teacher: bool = False) -> dict:
+    "Held-out answer accuracy (greedy, 24 new tokens), PPL on teacher text, top-1 agreement and KL(teacher‖student)."
+    model.eval()
+    hyps = [r["text"] for r in generate(model, tok, [prompt_messages(e) for e in S["held_answer"]],
+                                         GenConfig(max_new_tokens=24, batch_size=64))]
+    out = {"acc": answer_accuracy(hyps, [e["answer"] for e in S["held_answer"]])}
+    if is_teacher: return {**out, "ppl": perplexity(model, tok, S["held_teacher_text"], 16, 128), "agree": 1.0, "kl": 0.0}
+    return {**out, **reply_metrics(model, tok, S["held_teacher_text"], S["teacher_states"], S["teacher_head"], S["n_shared"])}
+
+# -------------------------------------------------------------------------------------------------------- training
+class StepTimer(TrainerCallback):
+    "Seconds between consecutive optimiser steps (data loading, sparse-target reads and logging included)."
+    def __init__(self): self.ends = []
+    def on_train_begin(self, args, state, control, **kw): self.ends.append(time.perf_counter())
+    def on_step_end(self, args, state, control, **kw): self.ends.append(time.perf_counter())
+    def median(self) -> float:
+        d = [b - a for a, b in zip(self.ends, self.ends[1:])][2:]  # the first steps warm up allocators and caches
+        return statistics.median(d) if d else float("nan")
+
+def run(S: dict, work: Path, variant: str, steps: int, seed: int, log: Path, s_tok) -> dict:
+    "Train one variant from the healed init for `steps` steps; returns train seconds and held-out metrics."
+    out_dir = work/"runs"/f"{variant}-{steps}-{seed}"
+    cfg = KDConfig(**{**S["raw"]["train"], "student": str(S["healed"]), "mode": variant, "max_steps": steps, "seed": seed,
+                      "output_dir": str(out_dir), "logging_steps": max(steps // 5, 1)})
+    timer = StepTimer()
+    with quiet(log):
+        trainer = train_student(cfg, S["tc"], teacher=S["teacher"] if variant == "online" else None, tok=s_tok,
+                                callbacks=[timer], save_strategy="no")
+    secs = next(h["train_runtime"] for h in reversed(trainer.state.log_history) if "train_runtime" in h)
+    t0 = time.perf_counter()
+    with quiet(log): r = evaluate(trainer.model, s_tok, S)
+    r.update(variant=variant, steps=steps, seed=seed, train_s=secs, step_s=timer.median(), eval_s=time.perf_counter() - t0)
+    del trainer; gc.collect()
+    shutil.rmtree(out_dir, ignore_errors=True)
+    return r
+
+# ------------------------------------------------------------------------------------------------------- reporting
+def ms(xs) -> str:
+    "mean ± half range."
+    xs = [x for x in xs if x is not None and not math.isnan(x)]
+    if not xs: return "–"
+    m, h = statistics.mean(xs), (max(xs) - min(xs)) / 2
+    f = (lambda v: f"{v:.3f}") if max(abs(v) for v in xs) < 10 else (lambda v: f"{v:.2f}")
+    return f"{f(m)} ± {f(h)}"
+
+def mean(rs, k): return statistics.mean(r[k] for r in rs)
+
+def table(rows: list[tuple], head: str) -> str:
+    cols = "| budget | variant | steps | train s | answer acc | PPL (teacher text) | top-1 agree | KL(T‖S) |"
+    lines = [head, "", cols, "|---|---|---|---|---|---|---|---|"]
+    for budget, variant, rs in rows:
+        steps = sorted({r["steps"] for r in rs})
+        lines.append(f"| {budget} | {LABEL.get(variant, variant)} | {'/'.join(map(str, steps))} | {ms([r['train_s'] for r in rs])} | "
+                     f"{ms([r['acc'] for r in rs])} | {ms([r['ppl'] for r in rs])} | {ms([r['agree'] for r in rs])} | {ms([r['kl'] for r in rs])} |")
+    return "\n".join(lines)
+
+# ------------------------------------------------------------------------------------------------------------ main
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--budgets", type=int, nargs="+", default=[50, 150], help="seqkd steps: equal-steps budgets and equal-time budgets")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--variants", nargs="+", default=["seqkd", "online", "offline"])
+    p.add_argument("--heal-steps", type=int, default=30)
+    p.add_argument("--cache-k", type=int, default=16)
+    p.add_argument("--work", default="/tmp/qwen_kd_kd_vs_sft", help="scratch folder (setup is reused from it)")
+    p.add_argument("--no-equal-time", action="store_true")
+    a = p.parse_args()
+    torch.set_num_threads(torch.get_num_threads())
+    work = Path(a.work); work.mkdir(parents=True, exist_ok=True)
+    log = work/"train.log"
+    variants = [v for v in a.variants if v == "seqkd" or has_mode(v)]
+    missing = [v for v in a.variants if v not in variants]
+    T0, load0 = time.perf_counter(), os.getloadavg()
+    say(f"# KD vs SFT on the embedded default  ({time.strftime('%Y-%m-%d %H:%M')}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, load average at start {load0[0]:.2f})")
+    say(f"budgets (seqkd steps) {a.budgets}, seeds {a.seeds}, variants {variants}"
+        + (f"; not in this checkout's KDConfig: {missing}" if missing else ""))
+    S = setup(work, a.heal_steps, a.cache_k, log)
+    s_tok = load_tokenizer(str(S["healed"]))
+    S["n_shared"] = shared_vocab(S["t_tok"], s_tok)
+    tr = S["raw"]["train"]
+    say(f"settings (demo_config): batch {tr['batch_size']}, lr {tr['lr']}, linear decay, max_length {tr['max_length']}, "
+        f"T {tr['temperature']}, alpha {tr['alpha']}; offline cache: sample, k={a.cache_k}; student init: layer cut [0, 3] "
+        f"healed by {a.heal_steps} CE steps on the references; shared vocab {S['n_shared']}")
+    say(f"data: {S['n_train']} train examples; held-out: {len(S['held_answer'])} with a gold answer (accuracy), "
+        f"{len(S['held_teacher_text'])} with teacher replies (PPL, agreement, KL)"
+        + "".join(f"; {k} {v:.1f}" for k, v in S["times"].items()))
+    with quiet(log):
+        S["teacher_states"] = reply_states(S["teacher"], s_tok, S["held_teacher_text"])
+        S["teacher_head"] = S["teacher"].get_output_embeddings().weight.detach()
+        teacher_m = evaluate(S["teacher"], S["t_tok"], S, is_teacher=True)
+        init = AutoModelForCausalLM.from_pretrained(S["healed"], dtype=torch.float32).eval()
+        init_m = evaluate(init, s_tok, S)
+        sub = S["held_teacher_text"][:48]  # the fast metrics against the library's, on a slice
+        lib = {"ppl": perplexity(init, s_tok, sub, 16, 128),
+               **teacher_agreement(S["teacher"], init, s_tok, sub, vocab_size=S["n_shared"], batch_size=16, max_length=128)}
+        mine = reply_metrics(init, s_tok, sub, reply_states(S["teacher"], s_tok, sub), S["teacher_head"], S["n_shared"])
+    del init
+    say(f"teacher: acc {teacher_m['acc']:.3f}, PPL {teacher_m['ppl']:.2f}; student init: acc {init_m['acc']:.3f}, "
+        f"PPL {init_m['ppl']:.2f}, agree {init_m['agree']:.3f}, KL {init_m['kl']:.3f}   [{time.perf_counter() - T0:.0f} s]")
+    say(f"check on {len(sub)} examples, qwen_kd.eval vs this script's one-pass metrics: PPL {lib['ppl']:.4f} vs {mine['ppl']:.4f}, "
+        f"agreement {lib['top1_agreement']:.4f} vs {mine['agree']:.4f}, KL {lib['kl_teacher_student']:.4f} vs {mine['kl']:.4f}")
+    assert math.isclose(lib["ppl"], mine["ppl"], rel_tol=1e-3) and math.isclose(lib["kl_teacher_student"], mine["kl"], rel_tol=1e-3, abs_tol=1e-4)
+
+    eq_steps = []
+    for n in a.budgets:
+        for seed in a.seeds:
+            for v in variants:
+                r = run(S, work, v, n, seed, log, s_tok); eq_steps.append(r)
+                say(f"  equal steps  N={n:<4} seed {seed} {v:<8} {r['steps']:>4} steps  {r['train_s']:6.1f} s  acc {r['acc']:.3f}  "
+                    f"ppl {r['ppl']:.2f}  agree {r['agree']:.3f}  kl {r['kl']:.3f}  (step {r['step_s']:.3f} s, eval {r['eval_s']:.0f} s)   [{time.perf_counter() - T0:.0f} s]")
+    groups = {(r["steps"], r["seed"]): {} for r in eq_steps}
+    for r in eq_steps: groups[r["steps"], r["seed"]][r["variant"]] = r["step_s"]
+    ratio = {v: statistics.median(g[v] / g["seqkd"] for g in groups.values()) for v in variants}
+    spread = {v: (min(g[v] / g["seqkd"] for g in groups.values()), max(g[v] / g["seqkd"] for g in groups.values())) for v in variants}
+    say("per-step cost relative to seqkd (median step time of each run; median ratio over side-by-side groups [min, max]): "
+        + ", ".join(f"{v} {ratio[v]:.2f}x [{spread[v][0]:.2f}, {spread[v][1]:.2f}]" for v in variants)
+        + "; seqkd median step " + f"{statistics.median(r['step_s'] for r in eq_steps if r['variant'] == 'seqkd'):.3f} s")
+
+    eq_time = []
+    if not a.no_equal_time:
+        for n in a.budgets:
+            for seed in a.seeds:
+                for v in variants:
+                    if v == "seqkd": continue
+                    steps = max(1, round(n / ratio[v]))
+                    r = run(S, work, v, steps, seed, log, s_tok); r["budget"] = n; eq_time.append(r)
+                    say(f"  equal time   N={n:<4} seed {seed} {v:<8} {steps:>4} steps  {r['train_s']:6.1f} s  acc {r['acc']:.3f}  "
+                        f"ppl {r['ppl']:.2f}  agree {r['agree']:.3f}  kl {r['kl']:.3f}  (step {r['step_s']:.3f} s, eval {r['eval_s']:.0f} s)   [{time.perf_counter() - T0:.0f} s]")
+
+    load1 = os.getloadavg()
+    say("")
+    ref = [("–", "teacher", [{**teacher_m, "steps": 0, "train_s": float("nan")}]), ("–", "student init (healed)", [{**init_m, "steps": 0, "train_s": float("nan")}])]
+    by = lambda rs, n, v, key="steps": [r for r in rs if r.get(key, r["steps"]) == n and r["variant"] == v]
+    rows = ref + [(n, v, by(eq_steps, n, v)) for n in a.budgets for v in variants]
+    say(table(rows, "## Equal steps (mean ± half range over seeds " + ", ".join(map(str, a.seeds)) + ")"))
+    if eq_time:
+        rows = [(f"{n} (≈{mean(by(eq_steps, n, 'seqkd'), 'train_s'):.0f} s)", v,
+                 by(eq_steps, n, "seqkd") if v == "seqkd" else by(eq_time, n, v, "budget")) for n in a.budgets for v in variants]
+        say("\n" + table(rows, "## Equal wall-clock (budget = seqkd's train time for N steps; KD gets round(N / cost ratio) steps)"))
+    say("")
+    # verdicts
+    kd = [v for v in variants if v != "seqkd"]
+    for n in a.budgets:
+        base = mean(by(eq_steps, n, "seqkd"), "acc")
+        if eq_time:
+            best = max(kd, key=lambda v: mean(by(eq_time, n, v, "budget"), "acc"))
+            bacc = mean(by(eq_time, n, best, "budget"), "acc")
+            say(f"N={n}: equal wall-clock: best KD ({best}) acc {bacc:.3f} vs seqkd {base:.3f} -> "
+                + ("KD wins" if bacc > base else "seqkd wins or ties"))
+        for v in kd:
+            say(f"N={n}: equal steps: {v} acc {mean(by(eq_steps, n, v), 'acc'):.3f} vs seqkd {base:.3f}; "
+                f"KL {mean(by(eq_steps, n, v), 'kl'):.3f} vs {mean(by(eq_steps, n, 'seqkd'), 'kl'):.3f}")
+        if "offline" in kd and "online" in kd:
+            b, c = by(eq_steps, n, "online"), by(eq_steps, n, "offline")
+            rel = (mean(c, "acc") - mean(b, "acc")) / max(mean(b, "acc"), 1e-9)
+            say(f"N={n}: offline vs online at equal steps: accuracy {100 * rel:+.1f}% relative "
+                f"({'within' if abs(rel) <= 0.05 or rel > 0 else 'NOT within'} 5%), KL {mean(c, 'kl'):.3f} vs {mean(b, 'kl'):.3f}")
+    noisy = max(load0[0], load1[0]) > 1.5 * torch.get_num_threads() / 2 + 0.5
+    say(f"\nload average at start {load0[0]:.2f}, at end {load1[0]:.2f} on {os.cpu_count()} cores"
+        + (": the cores were shared with other jobs, absolute seconds are noisy; the cost ratios are measured side by side"
+           if noisy else ""))
+    say(f"total {time.perf_counter() - T0:.0f} s; Trainer logs in {log}")
+
+if __name__ == "__main__":
+    main()
