@@ -3,26 +3,32 @@ wall-clock?
 
 Everything goes through the library: `build_demo_assets` (tiny Qwen2 teacher base + GRPO LoRA that learned
 "... The answer is \\boxed{c}.", a layer-cut [0, 3] student of the base, with the real Qwen2.5 / Qwen1.5 tokenizers),
-`demo_config` (the demo's settings: batch 16, lr 3e-3, T = 2, alpha = 0.5, max_length 128), `prepare_data`,
-`generate_pseudo_labels` (greedy, with a sampled k = 16 logit cache for offline KD), `train_student`, and
-`qwen_kd.eval` (`evaluate_model`, `perplexity`, `teacher_agreement`).
+`demo_config` (the demo's settings: batch 16, lr 3e-3 with linear decay, T = 2, alpha = 0.5, max_length 128),
+`prepare_data`, `generate_pseudo_labels` (greedy, with a sampled k = 16 logit cache for offline KD), `train_student`
+(modes seqkd, online, offline), and `qwen_kd.eval` (`answer_accuracy`, `perplexity`, `teacher_agreement`).
 
-1. Setup (once): data; teacher pseudo-labels + logit cache on train; teacher replies on a held-out set (the demo's
-   val split plus a fresh demo draw, seed 1, minus any prompt seen in training: the 27-example val split alone
-   moves 5 points per example); the student init: the layer cut healed by a short CE run on the data's own
-   references (target=reference, seqkd mode), saved once; every variant starts from it.
-2. Equal steps: for each budget N and seed, seqkd, online KD and offline KD (when `KDConfig` has mode="offline")
-   train N steps, side by side (interleaved), from the same init with the same data order.
-3. Equal wall-clock: the per-step cost of each variant relative to seqkd is the median, over the (N, seed) groups
-   of step 2, of its train time over seqkd's train time in the same group (side by side, so shared-core noise
-   hits both); each KD variant then trains round(N / ratio) steps: the time seqkd needs for N steps.
-4. Metrics on the held-out set: answer accuracy (greedy, 24 new tokens, GRPO examples with a gold answer),
+Variants, all from the same init with the same data order per seed: (a) seqkd: CE on the teacher's pseudo-labels;
+(b) online FKL KD, T = 2, alpha = 0.5; (c) offline sparse KD with the same settings; (c') offline at T = 1. The cache
+holds sampled ids with their T = 1 teacher log-probs and `train_student` softens the student only, so at T = 2 (c)
+fits softmax(z_S / 2) to p_T (a student sharper than the teacher: optimum z_S = 2 log p_T), not online's
+softmax(z_T / 2); at T = 1 the sampled estimate is unbiased for the same FKL as online at T = 1.
+
+1. Setup (once, cached in --work): data; teacher pseudo-labels + logit cache on train; teacher replies on a held-out
+   set (the demo's val split plus a fresh demo draw, seed 1, minus any prompt seen in training: the 27-example val
+   split has ~19 answer examples, 5 points each); the student init: the layer cut healed by a short CE run on the data's
+   own references (target=reference, seqkd mode). The healed init does not yet write the answer format.
+2. Equal steps: for each budget N and seed, every variant trains N steps, side by side (back to back).
+3. Equal wall-clock: a variant's per-step cost relative to seqkd is the median over the (N, seed) groups of step 2
+   of its median step time over seqkd's in the same group (side by side, so shared-core load hits both); each KD
+   variant then trains round(N / ratio) steps: the time seqkd needs for N steps.
+4. Metrics on the held-out set: answer accuracy (greedy, 24 new tokens, the GRPO examples with a gold answer),
    perplexity on the teacher's replies, teacher top-1 agreement and KL(teacher‖student) per token on those replies.
-   Mean ± half the range over seeds.
+   Mean ± half the range over seeds; the verdicts give the binomial standard error of accuracy differences.
 
-Run (about 20 minutes on 2 CPU cores; setup is cached in --work and reused):
+Run (about 35 minutes on 2 idle CPU cores with the defaults; finished runs are kept in --work/results.jsonl and
+reused by a rerun, --fresh retrains):
 
-    PYTHONPATH=. python benchmarks/kd_vs_sft.py | tee benchmarks/kd_vs_sft.out.txt
+    PYTHONPATH=. python benchmarks/kd_vs_sft.py --work /tmp/kd_vs_sft | tee benchmarks/kd_vs_sft.out.txt
     PYTHONPATH=. python benchmarks/kd_vs_sft.py --budgets 50 150 300 --seeds 0 1 2   # longer
 """
 import argparse, contextlib, gc, json, math, os, shutil, statistics, sys, time
@@ -44,7 +50,7 @@ from qwen_kd.eval import answer_accuracy, perplexity, teacher_agreement
 from qwen_kd.loss import shared_vocab
 from transformers import AutoModelForCausalLM, TrainerCallback
 
-LABEL = {"seqkd": "(a) seqkd: CE on pseudo-labels", "online": "(b) online FKL KD", "offline": "(c) offline sparse KD",
+LABEL = {"seqkd": "(a) seqkd: CE on pseudo-labels", "online": "(b) online FKL KD", "offline": "(c) offline sparse KD, T=2",
          "offline_t1": "(c') offline sparse KD, T=1"}
 
 def say(*a): print(*a, flush=True)
@@ -215,9 +221,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--budgets", type=int, nargs="+", default=[50, 150], help="seqkd steps: equal-steps budgets and equal-time budgets")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--variants", nargs="+", default=["seqkd", "online", "offline"], choices=list(MODE))
-    p.add_argument("--diagnose-t1", action="store_true", help="also offline KD at T=1 (equal steps, smallest budget): the "
-                   "sparse cache holds T=1 teacher log-probs and only the student is softened, so T=2 trains a sharper target")
+    p.add_argument("--variants", nargs="+", default=["seqkd", "online", "offline", "offline_t1"], choices=list(MODE))
     p.add_argument("--heal-steps", type=int, default=30)
     p.add_argument("--cache-k", type=int, default=16)
     p.add_argument("--work", default="/tmp/qwen_kd_kd_vs_sft", help="scratch folder (setup is reused from it)")
@@ -269,7 +273,7 @@ def main():
     eq_steps = []
     for n in a.budgets:
         for seed in a.seeds:
-            for v in variants + (["offline_t1"] if a.diagnose_t1 and n == min(a.budgets) and "offline" in variants else []):
+            for v in variants:
                 eq_steps.append(run(S, work, v, n, seed, log, s_tok)); progress("equal steps", n, eq_steps[-1], T0)
     groups = {}
     for r in eq_steps: groups.setdefault((r["steps"], r["seed"]), {})[r["variant"]] = r["step_s"]
@@ -298,8 +302,7 @@ def main():
     ref = [("–", "teacher", [{**teacher_m, "steps": 0, "train_s": float("nan")}]),
            ("–", "student init (healed)", [{**init_m, "steps": 0, "train_s": float("nan")}])]
     def by(rs, n, v, key="steps"): return [r for r in rs if r.get(key) == n and r["variant"] == v]
-    shown = variants + (["offline_t1"] if any(r["variant"] == "offline_t1" for r in eq_steps) else [])
-    rows = ref + [(n, v, by(eq_steps, n, v)) for n in a.budgets for v in shown if by(eq_steps, n, v)]
+    rows = ref + [(n, v, by(eq_steps, n, v)) for n in a.budgets for v in variants]
     say(table(rows, f"## Equal steps (mean ± half the range over seeds {', '.join(map(str, a.seeds))})"))
     if eq_time:
         rows = [(f"{n} (≈{mean(by(eq_steps, n, 'seqkd'), 'train_s'):.0f} s)", v,
@@ -307,26 +310,34 @@ def main():
         say("\n" + table(rows, "## Equal wall-clock (budget = seqkd's train time for N steps; each KD variant trains "
                                "round(N / its per-step cost ratio) steps)"))
         if any(r.get("reused") for r in eq_time): say(f"(* rows reuse the equal-steps run: its step count is within {a.reuse_tol:.0%} of N)")
-    say("\n## Verdicts (means over seeds; '±' above shows how far seeds disagree)")
+    say("\n## Verdicts (means over seeds; '±' in the tables is half the range over seeds)")
     kd = [v for v in variants if v != "seqkd"]
+    n_acc = len(S["held_answer"])
+    def se(rs_a, rs_b):  # binomial standard error of a difference of two seed-means of accuracy on the same examples
+        p = (mean(rs_a, "acc") + mean(rs_b, "acc")) / 2
+        return math.sqrt(2 * p * (1 - p) / (n_acc * len(rs_a)))
+    def cmp(x, y) -> str:
+        d, e = mean(x, "acc") - mean(y, "acc"), se(x, y)
+        return f"acc {mean(x, 'acc'):.3f} vs {mean(y, 'acc'):.3f} ({d:+.3f}, s.e. {e:.3f}: " + \
+               ("within noise" if abs(d) < 2 * e else "better" if d > 0 else "worse") + \
+               f"), KL {mean(x, 'kl'):.3f} vs {mean(y, 'kl'):.3f}, agreement {mean(x, 'agree'):.3f} vs {mean(y, 'agree'):.3f}"
     for n in a.budgets:
         base = by(eq_steps, n, "seqkd")
-        for v in kd:
-            e = by(eq_steps, n, v)
-            say(f"N={n}, equal steps: {v} acc {mean(e, 'acc'):.3f} vs seqkd {mean(base, 'acc'):.3f}, "
-                f"KL {mean(e, 'kl'):.3f} vs {mean(base, 'kl'):.3f}, agreement {mean(e, 'agree'):.3f} vs {mean(base, 'agree'):.3f}")
-        if eq_time and kd:
+        for v in kd: say(f"N={n}, equal steps, {v} vs seqkd: {cmp(by(eq_steps, n, v), base)}")
+        if eq_time:
+            for v in kd:
+                e = by(eq_time, n, v, "budget")
+                say(f"N={n}, equal wall-clock, {v} ({e[0]['steps']} steps) vs seqkd ({n}): {cmp(e, base)}")
             best = max(kd, key=lambda v: mean(by(eq_time, n, v, "budget"), "acc"))
-            b = by(eq_time, n, best, "budget")
-            d = mean(b, "acc") - mean(base, "acc")
-            say(f"N={n}, equal wall-clock: best KD ({best}, {b[0]['steps']} steps) acc {mean(b, 'acc'):.3f} vs seqkd {mean(base, 'acc'):.3f} "
-                f"({d:+.3f}): " + ("KD wins" if d > 0 else "KD does not win") + f"; KL {mean(b, 'kl'):.3f} vs {mean(base, 'kl'):.3f}")
-        if "offline" in kd and "online" in kd:
-            b, c = by(eq_steps, n, "online"), by(eq_steps, n, "offline")
-            rel = (mean(c, "acc") - mean(b, "acc")) / max(mean(b, "acc"), 1e-9)
-            say(f"N={n}, offline vs online at equal steps: accuracy {mean(c, 'acc'):.3f} vs {mean(b, 'acc'):.3f} ({100 * rel:+.1f}% relative: "
-                f"{'within' if rel >= -0.05 else 'NOT within'} 5%), KL {mean(c, 'kl'):.3f} vs {mean(b, 'kl'):.3f}, "
-                f"PPL {mean(c, 'ppl'):.2f} vs {mean(b, 'ppl'):.2f}")
+            d = mean(by(eq_time, n, best, "budget"), "acc") - mean(base, "acc")
+            say(f"N={n}, equal wall-clock: best KD variant by accuracy is {best}: " + ("ahead of" if d > 0 else "not ahead of")
+                + f" seqkd by {d:+.3f}")
+        if "online" in kd:
+            for v in [v for v in kd if v.startswith("offline")]:
+                b, c = by(eq_steps, n, "online"), by(eq_steps, n, v)
+                rel = (mean(c, "acc") - mean(b, "acc")) / max(mean(b, "acc"), 1e-9)
+                say(f"N={n}, equal steps, {v} vs online: accuracy {100 * rel:+.1f}% relative ({'within' if rel >= -0.05 else 'NOT within'} 5%), "
+                    f"KL {mean(c, 'kl'):.3f} vs {mean(b, 'kl'):.3f}, PPL {mean(c, 'ppl'):.2f} vs {mean(b, 'ppl'):.2f}")
     noisy = max(load0[0], load1[0]) > 0.75 * (os.cpu_count() or 2)
     say(f"\nload average at start {load0[0]:.2f}, at end {load1[0]:.2f} on {os.cpu_count()} cores"
         + (": the cores were shared with other jobs, absolute seconds are noisy (slower than on idle cores); the cost ratios "
