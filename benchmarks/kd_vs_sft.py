@@ -1,0 +1,348 @@
+"""KD vs SFT on the embedded default: does logit KD beat CE on teacher pseudo-labels (seqkd), at equal steps and at equal
+wall-clock?
+
+Everything goes through the library: `build_demo_assets` (tiny Qwen2 teacher base + GRPO LoRA that learned
+"... The answer is \\boxed{c}.", a layer-cut [0, 3] student of the base, with the real Qwen2.5 / Qwen1.5 tokenizers),
+`demo_config` (the demo's settings: batch 16, lr 3e-3 with linear decay, T = 2, alpha = 0.5, max_length 128),
+`prepare_data`, `generate_pseudo_labels` (greedy, with a sampled k = 16 logit cache for offline KD), `train_student`
+(modes seqkd, online, offline), and `qwen_kd.eval` (`answer_accuracy`, `perplexity`, `teacher_agreement`).
+
+Variants, all from the same init with the same data order per seed: (a) seqkd: CE on the teacher's pseudo-labels;
+(b) online FKL KD, T = 2, alpha = 0.5; (c) offline sparse KD with the same settings; (c') offline at T = 1. The cache
+holds sampled ids with their T = 1 teacher log-probs and `train_student` softens the student only, so at T = 2 (c)
+fits softmax(z_S / 2) to p_T (a student sharper than the teacher: optimum z_S = 2 log p_T), not online's
+softmax(z_T / 2); at T = 1 the sampled estimate is unbiased for the same FKL as online at T = 1.
+
+1. Setup (once, cached in --work): data; teacher pseudo-labels + logit cache on train; teacher replies on a held-out
+   set (the demo's val split plus a fresh demo draw, seed 1, minus any prompt seen in training: the 27-example val
+   split has ~19 answer examples, 5 points each); the student init: the layer cut healed by a short CE run on the data's
+   own references (target=reference, seqkd mode). The healed init does not yet write the answer format.
+2. Equal steps: for each budget N and seed, every variant trains N steps, side by side (back to back).
+3. Equal wall-clock: a variant's per-step cost relative to seqkd is the median over the (N, seed) groups of step 2
+   of its median step time over seqkd's in the same group (side by side, so shared-core load hits both); each KD
+   variant then trains round(N / ratio) steps: the time seqkd needs for N steps.
+4. Metrics on the held-out set: answer accuracy (greedy, 24 new tokens, the GRPO examples with a gold answer),
+   perplexity on the teacher's replies, teacher top-1 agreement and KL(teacher‖student) per token on those replies.
+   Mean ± half the range over seeds; the verdicts give the binomial standard error of accuracy differences.
+
+Run (about 35 minutes on 2 idle CPU cores with the defaults; finished runs are kept in --work/results.jsonl and
+reused by a rerun, --fresh retrains):
+
+    PYTHONPATH=. python benchmarks/kd_vs_sft.py --work /tmp/kd_vs_sft | tee benchmarks/kd_vs_sft.out.txt
+    PYTHONPATH=. python benchmarks/kd_vs_sft.py --budgets 50 150 300 --seeds 0 1 2   # longer
+"""
+import argparse, contextlib, gc, json, math, os, shutil, statistics, sys, time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1"); os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import logging, warnings
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+import torch
+import torch.nn.functional as F
+from qwen_kd.demo import build_demo_assets, make_demo_data
+from qwen_kd.cli import demo_config, link_sections
+from qwen_kd.data import (DataConfig, prepare_data, read_jsonl, to_jsonl, prompt_messages, reference, tokenize_chat,
+                          kd_collator, QwenKDError)
+from qwen_kd.teacher import (TeacherConfig, GenConfig, generate, generate_pseudo_labels, load_teacher, load_tokenizer,
+                             read_done)
+from qwen_kd.train import KDConfig, train_student
+from qwen_kd.eval import answer_accuracy, perplexity, teacher_agreement
+from qwen_kd.loss import shared_vocab
+from transformers import AutoModelForCausalLM, TrainerCallback
+
+LABEL = {"seqkd": "(a) seqkd: CE on pseudo-labels", "online": "(b) online FKL KD", "offline": "(c) offline sparse KD, T=2",
+         "offline_t1": "(c') offline sparse KD, T=1"}
+
+def say(*a): print(*a, flush=True)
+
+@contextlib.contextmanager
+def quiet(log: Path):
+    "Send the Trainer's log lines, progress bars and warnings of a step to a log file instead of the table."
+    with open(log, "a") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+def has_mode(mode: str) -> bool:
+    "Whether this checkout's `KDConfig` accepts `mode` (offline KD lands separately)."
+    try: KDConfig(mode=mode); return True
+    except QwenKDError: return False
+
+def with_reply(ex: dict, text: str) -> dict:
+    "The example with `text` as its assistant reply."
+    return {**ex, "messages": prompt_messages(ex) + [{"role": "assistant", "content": text}]}
+
+# ---------------------------------------------------------------------------------------------------------- setup
+def setup(work: Path, heal_steps: int, cache_k: int, log: Path) -> dict:
+    "Data, teacher labels and logit cache, held-out set with teacher replies, healed student; cached in `work`."
+    t = {}
+    assets = build_demo_assets()
+    raw = link_sections(demo_config(assets, work))
+    raw["teacher"].update(cache_logits="sample", cache_k=cache_k, merge_lora=True)  # merged: the fast teacher, same outputs
+    mixed = Path(raw["data"]["out"])
+    if not (mixed/"train.jsonl").exists():
+        prepare_data(DataConfig(**raw["data"]))
+    train = read_jsonl(mixed/"train.jsonl")
+    heldout_path = work/"heldout.jsonl"
+    if not heldout_path.exists():  # the val split + a fresh draw of the same generators, minus prompts seen in training
+        src = make_demo_data(work/"extra_src", seed=1)
+        prepare_data(DataConfig(grpo=str(src["grpo"]), sft=str(src["sft"]), out=str(work/"extra"), grpo_share=0.7, val_frac=0.0))
+        seen, held = {e["id"] for e in train}, []
+        for e in read_jsonl(mixed/"val.jsonl") + read_jsonl(work/"extra"/"train.jsonl"):
+            if e["id"] not in seen: seen.add(e["id"]); held.append(e)
+        heldout_path.write_text(to_jsonl(held))
+    tc = TeacherConfig(**raw["teacher"])
+    with quiet(log): teacher, t_tok = load_teacher(tc)
+    t0 = time.perf_counter()
+    with quiet(log): lab = generate_pseudo_labels(tc, teacher, t_tok, progress=False)
+    if lab["generated"]: t["teacher_labels_s"] = time.perf_counter() - t0
+    tv = TeacherConfig(**{**raw["teacher"], "data": str(heldout_path), "out": str(work/"teacher_heldout"/"outputs.jsonl"),
+                          "cache_logits": "none"})
+    with quiet(log): generate_pseudo_labels(tv, teacher, t_tok, progress=False)
+    healed = work/"student_healed"
+    if not (healed/"config.json").exists():
+        cfg = KDConfig(**{**raw["train"], "mode": "seqkd", "target": "reference", "max_steps": heal_steps,
+                          "output_dir": str(work/"heal_run"), "seed": 0})
+        t0 = time.perf_counter()
+        with quiet(log): train_student(cfg, save_strategy="no")
+        shutil.move(work/"heal_run", healed)
+        t["heal_s"] = time.perf_counter() - t0
+    held = read_jsonl(heldout_path)
+    outs = read_done(Path(tv.out))
+    return {"raw": raw, "tc": tc, "teacher": teacher, "t_tok": t_tok, "healed": healed, "times": t, "n_train": len(train),
+            "held_answer": [e for e in held if e.get("answer")],
+            "held_teacher_text": [with_reply(e, outs[e["id"]]["teacher_output"]) for e in held if e["id"] in outs]}
+
+# ------------------------------------------------------------------------------------------------------ evaluation
+@torch.no_grad()
+def reply_states(model, tok, examples: list[dict], batch_size: int = 32, max_length: int = 128):
+    "Final hidden states (N, H) at the positions that predict reply tokens, and those tokens (N,), in example order."
+    rows = [r for e in examples for r in [tokenize_chat(tok, prompt_messages(e), reference(e), max_length)] if r is not None]
+    hs, ys = [], []
+    for b in range(0, len(rows), batch_size):
+        batch = kd_collator(tok)(rows[b:b + batch_size])
+        out = model(input_ids=batch["input_ids"].to(model.device), attention_mask=batch["attention_mask"].to(model.device),
+                    output_hidden_states=True, logits_to_keep=1)
+        sel = batch["labels"][:, 1:] != -100
+        hs.append(out.hidden_states[-1][:, :-1][sel.to(model.device)].float()); ys.append(batch["labels"][:, 1:][sel])
+    return torch.cat(hs), torch.cat(ys)
+
+@torch.no_grad()
+def reply_metrics(student, tok, examples: list[dict], teacher_states, teacher_head, n: int, chunk: int = 512) -> dict:
+    """`perplexity` and `teacher_agreement` of `qwen_kd.eval` in one pass over the reply positions only.
+
+    The library's versions take (B, L, V) logits at every position, prompt included, twice for the student: ~3x the
+    work and ~2 GB a batch at V = 152k. Same definitions: PPL over the student's full vocabulary, agreement and
+    KL(p_T‖p_S) over the `n` shared ids. Cross-checked against the library on the student init (printed)."""
+    hs, ys = reply_states(student, tok, examples)
+    th, ty = teacher_states
+    assert torch.equal(ys, ty), "student and teacher rows differ"
+    ws, wt = student.get_output_embeddings().weight.float(), teacher_head.float()
+    nll = agree = kl = 0.0
+    for i in range(0, len(ys), chunk):
+        zs, zt = hs[i:i + chunk] @ ws.T, th[i:i + chunk] @ wt.T
+        nll += F.cross_entropy(zs, ys[i:i + chunk], reduction="sum").item()
+        s, t = zs[:, :n], zt[:, :n]
+        agree += (s.argmax(-1) == t.argmax(-1)).sum().item()
+        lpt, lps = F.log_softmax(t, -1), F.log_softmax(s, -1)
+        kl += (lpt.exp() * (lpt - lps)).sum().item()
+    N = len(ys)
+    return {"ppl": math.exp(nll / N), "agree": agree / N, "kl": kl / N}
+
+def evaluate(model, tok, S: dict) -> dict:
+    "Held-out answer accuracy (greedy, 24 new tokens), PPL on teacher text, top-1 agreement and KL(teacher‖student)."
+    model.eval()
+    hyps = [r["text"] for r in generate(model, tok, [prompt_messages(e) for e in S["held_answer"]],
+                                         GenConfig(max_new_tokens=24, batch_size=64))]
+    out = {"acc": answer_accuracy(hyps, [e["answer"] for e in S["held_answer"]])}
+    return {**out, **reply_metrics(model, tok, S["held_teacher_text"], S["teacher_states"], S["teacher_head"], S["n_shared"])}
+
+# -------------------------------------------------------------------------------------------------------- training
+class StepTimer(TrainerCallback):
+    "Seconds between consecutive optimiser steps (data loading, sparse-target reads and logging included)."
+    def __init__(self): self.ends = []
+    def on_train_begin(self, args, state, control, **kw): self.ends.append(time.perf_counter())
+    def on_step_end(self, args, state, control, **kw): self.ends.append(time.perf_counter())
+    def median(self) -> float:
+        d = [b - a for a, b in zip(self.ends, self.ends[1:])][2:]  # the first steps warm up allocators and caches
+        return statistics.median(d) if d else float("nan")
+
+MODE = {"seqkd": ("seqkd", None), "online": ("online", None), "offline": ("offline", None), "offline_t1": ("offline", 1.0)}
+
+def run(S: dict, work: Path, variant: str, steps: int, seed: int, log: Path, s_tok) -> dict:
+    "Train one variant from the healed init for `steps` steps; returns train seconds and held-out metrics."
+    key = f"{variant}-{steps}-{seed}"
+    if key in S["done"]: return {**S["done"][key], "cached": True}
+    out_dir = work/"runs"/f"{variant}-{steps}-{seed}"
+    mode, temp = MODE[variant]
+    cfg = KDConfig(**{**S["raw"]["train"], "student": str(S["healed"]), "mode": mode, "max_steps": steps, "seed": seed,
+                      "output_dir": str(out_dir), "logging_steps": max(steps // 5, 1),
+                      **({"temperature": temp} if temp is not None else {})})
+    timer = StepTimer()
+    with quiet(log):
+        trainer = train_student(cfg, S["tc"], teacher=S["teacher"] if mode == "online" else None, tok=s_tok,
+                                callbacks=[timer], save_strategy="no")
+    secs = next(h["train_runtime"] for h in reversed(trainer.state.log_history) if "train_runtime" in h)
+    t0 = time.perf_counter()
+    with quiet(log): r = evaluate(trainer.model, s_tok, S)
+    r.update(variant=variant, steps=steps, seed=seed, train_s=secs, step_s=timer.median(), eval_s=time.perf_counter() - t0)
+    del trainer; gc.collect()
+    shutil.rmtree(out_dir, ignore_errors=True)
+    with open(work/"results.jsonl", "a") as f: f.write(json.dumps(r) + "\n")  # a rerun with the same --work reuses it
+    S["done"][key] = r
+    return r
+
+# ------------------------------------------------------------------------------------------------------- reporting
+def ms(xs, digits: int = 3) -> str:
+    "mean ± half range."
+    xs = [x for x in xs if x is not None and not math.isnan(x)]
+    if not xs: return "–"
+    return f"{statistics.mean(xs):.{digits}f} ± {(max(xs) - min(xs)) / 2:.{digits}f}"
+
+def mean(rs, k): return statistics.mean(r[k] for r in rs)
+
+def table(rows: list[tuple], head: str) -> str:
+    lines = [head, "", "| budget | variant | steps | train s | answer acc | PPL (teacher text) | top-1 agree | KL(T‖S) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for budget, variant, rs in rows:
+        steps = "/".join(map(str, sorted({r["steps"] for r in rs})))
+        lines.append(f"| {budget} | {LABEL.get(variant, variant)} | {steps} | {ms([r['train_s'] for r in rs], 1)} | "
+                     f"{ms([r['acc'] for r in rs])} | {ms([r['ppl'] for r in rs], 2)} | {ms([r['agree'] for r in rs])} | "
+                     f"{ms([r['kl'] for r in rs])} |")
+    return "\n".join(lines)
+
+def progress(kind: str, n: int, r: dict, T0: float):
+    if r.get("cached"): kind += " (cached)"
+    say(f"  {kind:<11} N={n:<4} seed {r['seed']} {r['variant']:<10} {r['steps']:>4} steps {r['train_s']:7.1f} s  acc {r['acc']:.3f}  "
+        f"ppl {r['ppl']:.2f}  agree {r['agree']:.3f}  kl {r['kl']:.3f}  (step {r['step_s']:.3f} s, eval {r['eval_s']:.0f} s)"
+        f"   [{time.perf_counter() - T0:.0f} s]")
+
+# ------------------------------------------------------------------------------------------------------------ main
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--budgets", type=int, nargs="+", default=[50, 150], help="seqkd steps: equal-steps budgets and equal-time budgets")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--variants", nargs="+", default=["seqkd", "online", "offline", "offline_t1"], choices=list(MODE))
+    p.add_argument("--heal-steps", type=int, default=30)
+    p.add_argument("--cache-k", type=int, default=16)
+    p.add_argument("--work", default="/tmp/qwen_kd_kd_vs_sft", help="scratch folder (setup is reused from it)")
+    p.add_argument("--no-equal-time", action="store_true")
+    p.add_argument("--fresh", action="store_true", help="retrain every run instead of reusing --work/results.jsonl")
+    p.add_argument("--reuse-tol", type=float, default=0.05, help="an equal-time run within this share of N steps reuses the equal-steps run")
+    a = p.parse_args()
+    work = Path(a.work); work.mkdir(parents=True, exist_ok=True)
+    log = work/"train.log"
+    variants = [v for v in a.variants if v == "seqkd" or has_mode(MODE[v][0])]
+    missing = [v for v in a.variants if v not in variants]
+    T0, load0 = time.perf_counter(), os.getloadavg()
+    say("# command: PYTHONPATH=. python benchmarks/kd_vs_sft.py " + " ".join(sys.argv[1:]))
+    say(f"# KD vs SFT on the embedded default  ({time.strftime('%Y-%m-%d %H:%M')}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {os.cpu_count()} cores, load average at start {load0[0]:.2f})")
+    say(f"budgets (seqkd steps) {a.budgets}, seeds {a.seeds}, variants {variants}"
+        + (f"; not in this checkout's KDConfig: {missing}" if missing else ""))
+    S = setup(work, a.heal_steps, a.cache_k, log)
+    if a.fresh: (work/"results.jsonl").unlink(missing_ok=True)
+    S["done"] = {f"{r['variant']}-{r['steps']}-{r['seed']}": r for r in read_jsonl(work/"results.jsonl")} if (work/"results.jsonl").exists() else {}
+    if S["done"]: say(f"{len(S['done'])} finished runs reused from {work/'results.jsonl'} (marked 'cached'; their seconds are from the run that made them)")
+    s_tok = load_tokenizer(str(S["healed"]))
+    S["n_shared"] = shared_vocab(S["t_tok"], s_tok)
+    tr = S["raw"]["train"]
+    say(f"settings (demo_config): batch {tr['batch_size']}, lr {tr['lr']}, linear decay, max_length {tr['max_length']}, "
+        f"T {tr['temperature']}, alpha {tr['alpha']}; offline cache: sample, k={a.cache_k}; teacher LoRA merged; "
+        f"student init: layer cut [0, 3] healed by {a.heal_steps} CE steps on the references; shared vocab {S['n_shared']}")
+    say(f"data: {S['n_train']} train examples; held-out: {len(S['held_answer'])} with a gold answer (accuracy), "
+        f"{len(S['held_teacher_text'])} with teacher replies (PPL, agreement, KL)"
+        + ("".join(f"; {k} {v:.1f}" for k, v in S["times"].items()) or f"; setup (labels, cache, healed init) reused from {work}"))
+    with quiet(log):
+        S["teacher_states"] = reply_states(S["teacher"], s_tok, S["held_teacher_text"])
+        S["teacher_head"] = S["teacher"].get_output_embeddings().weight.detach()
+        teacher_m = evaluate(S["teacher"], S["t_tok"], S)  # agreement 1 and KL 0: a check
+        init = AutoModelForCausalLM.from_pretrained(S["healed"], dtype=torch.float32).eval()
+        init_m = evaluate(init, s_tok, S)
+        sub = S["held_teacher_text"][:32]  # the one-pass metrics against the library's, on a slice
+        lib = {"ppl": perplexity(init, s_tok, sub, 16, 128),
+               **teacher_agreement(S["teacher"], init, s_tok, sub, vocab_size=S["n_shared"], batch_size=16, max_length=128)}
+        mine = reply_metrics(init, s_tok, sub, reply_states(S["teacher"], s_tok, sub), S["teacher_head"], S["n_shared"])
+    del init
+    say(f"teacher: acc {teacher_m['acc']:.3f}, PPL {teacher_m['ppl']:.2f}; student init: acc {init_m['acc']:.3f}, "
+        f"PPL {init_m['ppl']:.2f}, agree {init_m['agree']:.3f}, KL {init_m['kl']:.3f}   [{time.perf_counter() - T0:.0f} s]")
+    say(f"check on {len(sub)} examples, qwen_kd.eval vs this script's one-pass metrics: PPL {lib['ppl']:.4f} vs {mine['ppl']:.4f}, "
+        f"agreement {lib['top1_agreement']:.4f} vs {mine['agree']:.4f}, KL {lib['kl_teacher_student']:.4f} vs {mine['kl']:.4f}")
+    assert math.isclose(lib["ppl"], mine["ppl"], rel_tol=2e-3) and math.isclose(lib["kl_teacher_student"], mine["kl"], rel_tol=2e-3, abs_tol=1e-4)
+
+    say("\nequal steps (interleaved: each (N, seed) group runs its variants back to back)")
+    eq_steps = []
+    for n in a.budgets:
+        for seed in a.seeds:
+            for v in variants:
+                eq_steps.append(run(S, work, v, n, seed, log, s_tok)); progress("equal steps", n, eq_steps[-1], T0)
+    groups = {}
+    for r in eq_steps: groups.setdefault((r["steps"], r["seed"]), {})[r["variant"]] = r["step_s"]
+    gs = list(groups.values())
+    ratio = {v: statistics.median(g[v] / g["seqkd"] for g in gs) for v in variants}
+    say("per-step cost relative to seqkd (each run's median step; median ratio over the side-by-side groups [min, max]): "
+        + ", ".join(f"{v} {ratio[v]:.2f}x [{min(g[v] / g['seqkd'] for g in gs):.2f}, {max(g[v] / g['seqkd'] for g in gs):.2f}]"
+                    for v in variants)
+        + f"; seqkd median step {statistics.median(r['step_s'] for r in eq_steps if r['variant'] == 'seqkd'):.3f} s")
+
+    eq_time = []
+    if not a.no_equal_time:
+        say("\nequal wall-clock (each KD variant trains round(N / its cost ratio) steps)")
+        for n in a.budgets:
+            for seed in a.seeds:
+                for v in variants[1:] if variants[0] == "seqkd" else variants:
+                    steps = max(1, round(n / ratio[v]))
+                    if abs(steps - n) <= a.reuse_tol * n:  # as good as the equal-steps run: reuse it
+                        r = {**next(r for r in eq_steps if r["variant"] == v and r["steps"] == n and r["seed"] == seed), "reused": True}
+                    else: r = run(S, work, v, steps, seed, log, s_tok)
+                    r["budget"] = n; eq_time.append(r)
+                    progress("equal time" + ("*" if r.get("reused") else ""), n, r, T0)
+
+    load1 = os.getloadavg()
+    say("")
+    ref = [("–", "teacher", [{**teacher_m, "steps": 0, "train_s": float("nan")}]),
+           ("–", "student init (healed)", [{**init_m, "steps": 0, "train_s": float("nan")}])]
+    def by(rs, n, v, key="steps"): return [r for r in rs if r.get(key) == n and r["variant"] == v]
+    rows = ref + [(n, v, by(eq_steps, n, v)) for n in a.budgets for v in variants]
+    say(table(rows, f"## Equal steps (mean ± half the range over seeds {', '.join(map(str, a.seeds))})"))
+    if eq_time:
+        rows = [(f"{n} (≈{mean(by(eq_steps, n, 'seqkd'), 'train_s'):.0f} s)", v,
+                 by(eq_steps, n, "seqkd") if v == "seqkd" else by(eq_time, n, v, "budget")) for n in a.budgets for v in variants]
+        say("\n" + table(rows, "## Equal wall-clock (budget = seqkd's train time for N steps; each KD variant trains "
+                               "round(N / its per-step cost ratio) steps)"))
+        if any(r.get("reused") for r in eq_time): say(f"(* rows reuse the equal-steps run: its step count is within {a.reuse_tol:.0%} of N)")
+    say("\n## Verdicts (means over seeds; '±' in the tables is half the range over seeds)")
+    kd = [v for v in variants if v != "seqkd"]
+    n_acc = len(S["held_answer"])
+    def se(rs_a, rs_b):  # binomial standard error of a difference of two seed-means of accuracy on the same examples
+        p = (mean(rs_a, "acc") + mean(rs_b, "acc")) / 2
+        return math.sqrt(2 * p * (1 - p) / (n_acc * len(rs_a)))
+    def cmp(x, y) -> str:
+        d, e = mean(x, "acc") - mean(y, "acc"), se(x, y)
+        return f"acc {mean(x, 'acc'):.3f} vs {mean(y, 'acc'):.3f} ({d:+.3f}, s.e. {e:.3f}: " + \
+               ("within noise" if abs(d) < 2 * e else "better" if d > 0 else "worse") + \
+               f"), KL {mean(x, 'kl'):.3f} vs {mean(y, 'kl'):.3f}, agreement {mean(x, 'agree'):.3f} vs {mean(y, 'agree'):.3f}"
+    for n in a.budgets:
+        base = by(eq_steps, n, "seqkd")
+        for v in kd: say(f"N={n}, equal steps, {v} vs seqkd: {cmp(by(eq_steps, n, v), base)}")
+        if eq_time:
+            for v in kd:
+                e = by(eq_time, n, v, "budget")
+                say(f"N={n}, equal wall-clock, {v} ({e[0]['steps']} steps) vs seqkd ({n}): {cmp(e, base)}")
+            best = max(kd, key=lambda v: mean(by(eq_time, n, v, "budget"), "acc"))
+            d = mean(by(eq_time, n, best, "budget"), "acc") - mean(base, "acc")
+            say(f"N={n}, equal wall-clock: best KD variant by accuracy is {best}: " + ("ahead of" if d > 0 else "not ahead of")
+                + f" seqkd by {d:+.3f}")
+        if "online" in kd:
+            for v in [v for v in kd if v.startswith("offline")]:
+                b, c = by(eq_steps, n, "online"), by(eq_steps, n, v)
+                rel = (mean(c, "acc") - mean(b, "acc")) / max(mean(b, "acc"), 1e-9)
+                say(f"N={n}, equal steps, {v} vs online: accuracy {100 * rel:+.1f}% relative ({'within' if rel >= -0.05 else 'NOT within'} 5%), "
+                    f"KL {mean(c, 'kl'):.3f} vs {mean(b, 'kl'):.3f}, PPL {mean(c, 'ppl'):.2f} vs {mean(b, 'ppl'):.2f}")
+    noisy = max(load0[0], load1[0]) > 0.75 * (os.cpu_count() or 2)
+    say(f"\nload average at start {load0[0]:.2f}, at end {load1[0]:.2f} on {os.cpu_count()} cores"
+        + (": the cores were shared with other jobs, absolute seconds are noisy (slower than on idle cores); the cost ratios "
+           "are measured side by side" if noisy else ""))
+    say(f"total {time.perf_counter() - T0:.0f} s; Trainer logs in {log}")
+
+if __name__ == "__main__":
+    main()
