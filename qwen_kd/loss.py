@@ -149,11 +149,10 @@ def _chunk_terms(z, tz, y, sp, kind, T, beta, skew, n):
     return kd, ce
 
 # %% ../nbs/02_loss.ipynb #4e6e26d3
-def _fkl_chunk(hc, w, thc, tw, y, T, alpha, n, denom):
-    "FKL + CE of one chunk of rows hc (C, H) and their gradient w.r.t. its logits (C, Vs), at most ~4 (C, V) buffers live."
-    z = hc @ w.T  # (C, Vs)
+def _fkl_chunk(z, teacher_logits, y, T, alpha, n, denom):
+    "FKL + CE of one chunk from its logits z (C, Vs) and the gradient w.r.t. z, in z's buffer (~4 (C, V) live)."
     ls = F.log_softmax(z[:, :n] / T, -1)  # (C, n)
-    tz = thc @ tw.T  # (C, Vt)
+    tz = teacher_logits()  # (C, Vt), only now: with ls's temporary gone
     lt = F.log_softmax(tz[:, :n].div_(T), -1); del tz  # (C, n)
     pt = lt.exp()
     kd = lt.sub_(ls).mul_(pt).sum(-1) * T ** 2; del lt  # (C,)
@@ -171,28 +170,36 @@ class FusedKD(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, w, th, tw, y, sp_ids, sp_logp, opts):
         # h (N, H) student hidden at target positions, w (Vs, H), th (N, Ht)|None, tw (Vt, Ht)|None, y (N,)
-        kind, T, alpha, beta, skew, n, C, denom, mode = opts
-        dt = torch.promote_types(h.dtype, torch.float32)
+        kind, T, alpha, beta, skew, n, C, denom, mode, mm = opts
+        dt = torch.promote_types(h.dtype, torch.float32)  # softmaxes, divergences and gradient buffers
         denom = denom.to(device=h.device, dtype=dt) if torch.is_tensor(denom) else float(denom)  # not an int tensor
-        w32, tw32 = w.to(dt), (tw.to(dt) if tw is not None else None)  # upcast once; no copy for fp32
+        ms = mm or torch.promote_types(h.dtype, w.dtype)  # the student side's matmul dtype
+        mt = (mm or torch.promote_types(th.dtype, tw.dtype)) if tw is not None else None
+        wm, twm = w.to(ms), (tw.to(mt) if tw is not None else None)  # no copy when the dtype matches (the default)
         gh = torch.zeros(h.shape, dtype=dt, device=h.device)  # (N, H)
-        gw = torch.zeros_like(w32) if ctx.needs_input_grad[1] else None  # (Vs, H) the one weight-gradient buffer
+        gw = torch.zeros(w.shape, dtype=dt, device=w.device) if ctx.needs_input_grad[1] else None  # (Vs, H) the one weight-gradient buffer
         kd_sum, ce_sum = h.new_zeros((), dtype=dt), h.new_zeros((), dtype=dt)
         for i in range(0, h.shape[0], C):
-            hc = h[i:i+C].to(dt)  # (C, H)
+            hc = h[i:i+C].to(ms)  # (C, H)
+            z = (hc @ wm.T).to(dt)  # (C, Vs)
+            t_logits = lambda: (th[i:i+C].to(mt) @ twm.T).to(dt)  # (C, Vt)
             sp = (sp_ids[i:i+C], sp_logp[i:i+C], mode) if sp_ids is not None else None
-            if kind == "fkl" and tw32 is not None:  # the default: hand-written gradient, fewer buffers
-                kd, ce, dz = _fkl_chunk(hc, w32, th[i:i+C].to(dt), tw32, y[i:i+C], T, alpha, n, denom)
+            if kind == "fkl" and twm is not None:  # the default: hand-written gradient, fewer buffers
+                kd, ce, dz = _fkl_chunk(z, t_logits, y[i:i+C], T, alpha, n, denom)
                 kd, ce = kd.sum(), ce.sum()
             else:
-                tz = th[i:i+C].to(dt) @ tw32.T if tw32 is not None else None  # (C, Vt)
+                tz = t_logits() if twm is not None else None
                 with torch.enable_grad():
-                    z = (hc @ w32.T).requires_grad_()  # (C, Vs)
+                    z.requires_grad_()
                     kd, ce = _chunk_terms(z, tz, y[i:i+C], sp, kind, T, beta, skew, n)
                     kd, ce = kd.sum(), ce.sum()
                     dz, = torch.autograd.grad((alpha * kd + (1 - alpha) * ce) / denom, z)  # (C, Vs)
-            gh[i:i+C] = dz @ w32
-            if gw is not None: gw.addmm_(dz.T, hc)
+            del z
+            dz = dz.to(ms)  # no copy unless the matmuls are 16-bit
+            gh[i:i+C] = dz @ wm
+            if gw is not None:
+                if ms == dt: gw.addmm_(dz.T, hc)
+                else: gw += dz.T @ hc  # a 16-bit (Vs, H) product, accumulated in fp32
             kd_sum += kd.detach(); ce_sum += ce.detach()
             del dz
         ctx.save_for_backward(gh, gw)
@@ -227,8 +234,9 @@ def fused_kd_loss(student_hidden: torch.Tensor, # (B, L, H) student final hidden
                   num_items_in_batch: int|torch.Tensor|None = None, # target tokens across gradient accumulation
                   sparse_targets: dict|None = None, # {"ids": (N_t, k), "logp": (N_t, k), "mode": topk|sample}
                   skew: float = 0.1, # skl/srkl skew
+                  matmul_dtype: torch.dtype|None = None, # logits' matmuls; None: each side's own (bf16 model → bf16)
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: # (loss, kd, ce), kd and ce detached
-    "`kd_loss` without B×L×V logits: chunked over target tokens, loss and gradients computed in fp32 in forward."
+    "`kd_loss` without B×L×V logits: chunked over target tokens, loss and gradients computed in forward, softmaxes in fp32."
     _check_kind(kind)
     mask = labels[:, 1:] != -100  # (B, L-1)
     h = student_hidden[:, :-1][mask]  # (N_t, H), differentiable gather
@@ -244,5 +252,5 @@ def fused_kd_loss(student_hidden: torch.Tensor, # (B, L, H) student final hidden
     if not has_t and ids is None: alpha = 0.0  # no teacher (or alpha = 0): plain CE
     n = vocab_size or min(student_lm_head.shape[0], tw.shape[0] if has_t else student_lm_head.shape[0])
     denom = _denom(mask, num_items_in_batch)
-    opts = (kind, temperature, float(alpha), beta, skew, n, max(1, int(chunk_size)), denom, mode)
+    opts = (kind, temperature, float(alpha), beta, skew, n, max(1, int(chunk_size)), denom, mode, matmul_dtype)
     return FusedKD.apply(h, student_lm_head, th, tw, y, ids, logp, opts)

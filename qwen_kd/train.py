@@ -215,9 +215,10 @@ class KDTrainer(Trainer):
             th, tw = t_out.hidden_states[-1].to(h.device), self.teacher.get_output_embeddings().weight.to(h.device)
         elif alpha > 0 and "sparse_ids" in inputs: sparse = self._sparse(inputs, n)
         T = 1.0 if sparse is not None else self.temperature  # cached targets are the teacher's T = 1 distribution
+        mm = torch.bfloat16 if self.args.bf16 else torch.float16 if self.args.fp16 else None  # as autocast runs lm_head
         loss, kd, ce = fused_kd_loss(h, w, th, tw, labels, kind=self.divergence, temperature=T, alpha=alpha,
                                      beta=self.beta, vocab_size=self.vocab_size, num_items_in_batch=num_items_in_batch,
-                                     sparse_targets=sparse)
+                                     sparse_targets=sparse, matmul_dtype=mm)
         return loss, kd, ce, labels, out
 
     # ---- the non-finite guard ----

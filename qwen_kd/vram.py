@@ -239,17 +239,21 @@ def fused_loss_bytes(targets: int, # N: target tokens in the micro-batch
                      w_bytes: int = 4, tw_bytes: int = 2, # bytes per element of the student's and teacher's lm_head
                      h_bytes: int = 4, th_bytes: int = 2, # ... and of their final hidden states
                      lm_head_grad: bool = True, # the student's lm_head is trained (full fine-tuning)
+                     mm_bytes: int|None = None, # bytes of `matmul_dtype`; None: each side's own (fp32 if either input is)
                     ) -> tuple[int, int]: # (peak, kept until backward) bytes
-    "Peak and kept bytes of `fused_kd_loss`: gathered hidden states, fp32 lm_head copies, gh/gw buffers and ~4 (C, V) chunk buffers."
+    "Peak and kept bytes of `fused_kd_loss`: gathered hidden states, lm_head casts, gh/gw buffers and the chunk's (C, V) buffers."
     Vt, Ht = (t.V, t.H) if t is not None else (0, 0)
     n = min(s.V, Vt) if t is not None else s.V
     C = min(chunk_size, targets)
+    ms = mm_bytes or max(w_bytes, h_bytes)  # the student side's matmul dtype (promote_types)
+    mt = (mm_bytes or max(tw_bytes, th_bytes)) if t is not None else 0
     gathered = targets * (s.H * h_bytes + Ht * th_bytes + 8 + 32)  # h, th, y and the boolean-index positions
-    copies = s.V * s.H * 4 * (w_bytes != 4) + Vt * Ht * 4 * (tw_bytes != 4)  # w.to(fp32), tw.to(fp32)
+    copies = s.V * s.H * ms * (w_bytes != ms) + Vt * Ht * mt * (tw_bytes != mt)  # lm_heads cast to the matmul dtype
     kept = targets * s.H * 4 + s.V * s.H * 4 * lm_head_grad  # gh, gw
-    chunk = C * (s.V + (Vt + 2 * n if t is not None else n)) * 4  # z, log p_S, teacher z, log p_T
-    chunk += C * (s.H * 4 * (h_bytes != 4) + Ht * 4 * (th_bytes != 4))  # fp32 copies of a chunk's hidden states
-    return gathered + copies + kept + chunk, kept
+    hc = C * (s.H * ms * (h_bytes != ms) + Ht * mt * (th_bytes != mt))  # a chunk's hidden states cast to the matmul dtype
+    soft = C * (s.V + (Vt + 2 * n if t is not None else n)) * 4  # z, log p_S, teacher z, log p_T
+    grad = C * s.V * (4 + (ms < 4) * 2) + s.V * s.H * ms * (ms < 4 and lm_head_grad)  # dz, its 16-bit copy, the gw product
+    return gathered + copies + kept + hc + max(soft, grad), kept
 
 def naive_loss_bytes(positions: int, # B × kept positions with logits
                      s: Shape, t: Shape|None, logit_bytes: int = 4, t_logit_bytes: int = 2,
@@ -414,7 +418,8 @@ def _training_phases(cfg: VRAMSettings, parts: dict, online: bool) -> dict:
                                      "teacher forward": t_hidden + t_fwd, "loss": s_logits + (0 if fused else B * keep * t.V * tb)}
     w_b = d if cfg.student_kind == "full" else (4 if cfg.student_precision == "fp32" else 2)
     if fused:
-        peak, kept = fused_loss_bytes(N, s, t, cfg.chunk_size, w_b, tb, 4 if d < 4 else d, tb, cfg.student_kind == "full")
+        mm = 2 if cfg.student_precision in ("mixed", "bf16") else None  # KDTrainer: bf16 matmuls when Trainer's bf16 is on
+        peak, kept = fused_loss_bytes(N, s, t, cfg.chunk_size, w_b, tb, 4 if d < 4 else d, tb, cfg.student_kind == "full", mm)
         l_bwd = s.V * s.H * 2 if cfg.student_kind == "full" and w_b < 4 else 0  # gw.to(bf16) beside the fp32 buffer
     else:
         peak, kept = naive_loss_bytes(B * keep, s, t, 4, tb)
