@@ -73,7 +73,7 @@ def fp32_matmuls(on: bool):
     finally: qwen_kd.train.fused_kd_loss = f
 
 def run_case(name: str, a, teacher, t_set: dict, batch: dict, mode: str, precision: str, optim: str,
-             fused: bool = True, gc_on: bool = True, fp32_mm: bool = False) -> dict:
+             fused: bool = True, gc_on: bool = True, fp32_mm: bool = False, left: int = 0) -> dict:
     "Train `a.steps` steps of one case on a fresh student; measured and estimated memory, step time."
     dev = a.device
     base = mem_allocated(dev)  # the teacher's weights (or nothing), before the student exists
@@ -103,6 +103,7 @@ def run_case(name: str, a, teacher, t_set: dict, batch: dict, mode: str, precisi
     peak = torch.cuda.max_memory_allocated() if dev == "cuda" else 0
     used = (lambda f, t: t - f)(*torch.cuda.mem_get_info()) if dev == "cuda" else 0
     if mode != "online": peak, used = peak - base, used - base  # estimates without a teacher leave its weights out
+    else: peak, used = peak - left, used - left  # tensors an earlier step left behind (see eight_bit_teacher)
     measured = peak
     est = estimate_vram("online" if mode == "online" else "seqkd", **(t_set if mode == "online" else {}),
                         student=as_config(a.student), student_precision=STUDENT_PRECISION[precision], optimizer=optim,
@@ -125,15 +126,19 @@ def row(r: dict, sft_step: float) -> str:
             f"{r['estimated_total_gib'] if r['estimated'] else float('nan'):.2f} | {1000 * r['step_s']:.0f} | "
             f"{r['tokens_per_s']:,.0f} | {r['step_s'] / sft_step:.2f}x |")
 
-def eight_bit_teacher(teacher, a):
-    "The bf16 teacher saved with a random rank-64 LoRA, then loaded back as qwen_kd's teacher stage does: 8-bit base + PEFT adapter."
-    from peft import LoraConfig, PeftModel, get_peft_model
-    from transformers import BitsAndBytesConfig
+def save_with_lora(teacher, a) -> str:
+    "Save the bf16 teacher as a base model and a random rank-64 LoRA adapter (PEFT), the layout qwen_kd's teacher stage reads."
+    from peft import LoraConfig, get_peft_model
     d = tempfile.mkdtemp(dir=a.tmp)
     pm = get_peft_model(teacher, LoraConfig(r=64, lora_alpha=128, target_modules=list(LINEARS), init_lora_weights=False))
     pm.save_pretrained(f"{d}/adapter")
-    base = pm.unload(); base.save_pretrained(f"{d}/base")
-    del pm, base, teacher; gc.collect(); torch.cuda.empty_cache()
+    pm.unload().save_pretrained(f"{d}/base")
+    return d
+
+def load_8bit(d: str):
+    "Load it back as the teacher stage does with quantization 8bit: bitsandbytes int8 base + the PEFT adapter, unmerged."
+    from peft import PeftModel
+    from transformers import BitsAndBytesConfig
     m = AutoModelForCausalLM.from_pretrained(f"{d}/base", quantization_config=BitsAndBytesConfig(load_in_8bit=True),
                                              dtype=torch.bfloat16, device_map={"": 0})
     m = PeftModel.from_pretrained(m, f"{d}/adapter").eval()
@@ -180,11 +185,16 @@ def main():
             f"{1000 * rows[-1]['step_s']:.0f} ms/step   [{time.perf_counter() - T0:.0f} s]")
     if not (a.tiny or a.no_8bit):
         try:
-            t8 = eight_bit_teacher(teacher, a); teacher = None
+            d = save_with_lora(teacher, a)
+            teacher = None; gc.collect(); torch.cuda.empty_cache()
+            left = torch.cuda.memory_allocated()  # what the bf16 teacher's PEFT round trip leaves allocated: not the 8-bit teacher's
+            t8 = load_8bit(d)
             t_set = dict(teacher=as_config(a.teacher), teacher_quant="8bit", teacher_dtype="bf16", teacher_lora_rank=64)
-            say(f"8-bit teacher + LoRA r=64 loaded: {mem_allocated(a.device) / GiB:.2f} GiB   [{time.perf_counter() - T0:.0f} s]")
+            est_w = sum(estimate_vram("generation", **t_set)[k] for k in ("teacher weights", "teacher LoRA"))
+            say(f"8-bit teacher + LoRA r=64 loaded: {(mem_allocated(a.device) - left) / GiB:.2f} GiB (estimated {est_w / GiB:.2f}; "
+                f"{left / GiB:.2f} GiB left allocated by the bf16 teacher's PEFT round trip, not counted)   [{time.perf_counter() - T0:.0f} s]")
             rows.append(run_case("seed setting: 8-bit teacher + LoRA 64, online fused, bf16-pure, 8-bit AdamW", a, t8, t_set,
-                                 batch, "online", "bf16-pure", "adamw_bnb_8bit", True))
+                                 batch, "online", "bf16-pure", "adamw_bnb_8bit", True, left=left))
         except Exception as e: say(f"8-bit teacher case: FAILED {type(e).__name__}: {str(e)[:300]}")
     sft = next((r["step_s"] for r in rows if r["mode"] == "seqkd"), float("nan"))
     say("\n| case | measured GiB (max allocated) | estimated GiB (allocated) | error | estimated peak phase | device used GiB | "
