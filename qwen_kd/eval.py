@@ -17,8 +17,8 @@ from .loss import shared_vocab
 # %% auto #0
 __all__ = ['CJK', 'ANSWER_PATTERNS', 'MODEL_KEYS', 'METRICS', 'has_cjk', 'bleu', 'chrf', 'CJKTokenizer', 'rouge', 'rouge_l',
            'answer_format', 'extract_answer', 'answers_match', 'answer_accuracy', 'dominant_format', 'format_adherence',
-           'perplexity', 'teacher_agreement', 'EvalConfig', 'parse_models', 'overlap_metrics', 'evaluate_model',
-           'report_markdown', 'plot_report', 'evaluate_models']
+           'reply_logits', 'perplexity', 'teacher_agreement', 'EvalConfig', 'parse_models', 'overlap_metrics',
+           'evaluate_model', 'report_markdown', 'plot_report', 'evaluate_models']
 
 # %% ../nbs/04_eval.ipynb #af3ad90c
 CJK = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
@@ -106,33 +106,50 @@ def _reference_rows(tok, examples: list[dict], max_length: int) -> list[dict]:
     return [r for e in examples if reference(e) is not None
             for r in [tokenize_chat(tok, prompt_messages(e), reference(e), max_length)] if r is not None]
 
+def reply_logits(model, ids, mask, labels): # right-padded batch; labels -100 off the reply
+    "(N, fn): the number of reply-predicting positions and `fn(a, b)` → fp32 logits of rows a:b of them, in order."
+    dev = model.device
+    ids, mask, sel = ids.to(dev), mask.to(dev), (labels[:, 1:] != -100).to(dev)
+    head = model.get_output_embeddings()
+    w = getattr(head, "weight", None)
+    if (w is None or not w.is_floating_point() or getattr(head, "bias", None) is not None
+            or getattr(model.config, "final_logit_softcapping", None)):  # logits that are more than h @ W.T
+        z = model(input_ids=ids, attention_mask=mask).logits[:, :-1][sel]
+        return len(z), lambda a, b: z[a:b].float()
+    h = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, logits_to_keep=1).hidden_states[-1][:, :-1][sel]
+    return len(h), lambda a, b: (h[a:b].to(w.dtype) @ w.T).float()  # (b - a, V), as lm_head computes them
+
 @torch.no_grad()
-def perplexity(model, tok, examples: list[dict], batch_size: int = 8, max_length: int = 1024) -> float:
+def perplexity(model, tok, examples: list[dict], batch_size: int = 8, max_length: int = 1024,
+               chunk_size: int = 1024) -> float: # reply positions per (chunk, V) logits block
     "exp(mean NLL) of the reference replies given their prompts; prompt tokens are masked."
     nll, n = 0.0, 0
     for ids, mask, labels in _batches(_reference_rows(tok, examples, max_length), batch_size, tok.pad_token_id):
-        logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float()
-        y = labels[:, 1:].to(logits.device)
-        nll += F.cross_entropy(logits[:, :-1].transpose(1, 2), y, ignore_index=-100, reduction="sum").item()
-        n += (y != -100).sum().item()
+        N, logits = reply_logits(model, ids, mask, labels)
+        y = labels[:, 1:][labels[:, 1:] != -100].to(model.device)
+        for a in range(0, N, chunk_size):
+            nll += F.cross_entropy(logits(a, a + chunk_size), y[a:a + chunk_size], reduction="sum").item()
+        n += N
     return math.exp(nll / n) if n else float("nan")
 
 # %% ../nbs/04_eval.ipynb #56bcf341
 @torch.no_grad()
 def teacher_agreement(teacher, student, tok, examples: list[dict], vocab_size: int|None = None,
-                      batch_size: int = 8, max_length: int = 1024) -> dict[str, float]:
+                      batch_size: int = 8, max_length: int = 1024,
+                      chunk_size: int = 1024) -> dict[str, float]: # reply positions per (chunk, V) logits block
     "Top-1 agreement and mean per-token KL(p_T‖p_S) on the reference replies (prompt masked), over the shared ids."
     agree, kl, n = 0, 0.0, 0
     for ids, mask, labels in _batches(_reference_rows(tok, examples, max_length), batch_size, tok.pad_token_id):
-        ls = student(input_ids=ids.to(student.device), attention_mask=mask.to(student.device)).logits.float()
-        lt = teacher(input_ids=ids.to(teacher.device), attention_mask=mask.to(teacher.device)).logits.float().to(ls.device)
-        v = vocab_size or min(ls.shape[-1], lt.shape[-1])
-        sel = (labels[:, 1:] != -100).to(ls.device)
-        s, t = ls[:, :-1, :v][sel], lt[:, :-1, :v][sel]  # (N, v)
-        agree += (s.argmax(-1) == t.argmax(-1)).sum().item()
-        lpt, lps = F.log_softmax(t, -1), F.log_softmax(s, -1)
-        kl += (lpt.exp() * (lpt - lps)).sum().item()
-        n += len(s)
+        N, s_logits = reply_logits(student, ids, mask, labels)
+        _, t_logits = reply_logits(teacher, ids, mask, labels)
+        for a in range(0, N, chunk_size):
+            s, t = s_logits(a, a + chunk_size), t_logits(a, a + chunk_size).to(student.device)
+            v = vocab_size or min(s.shape[-1], t.shape[-1])
+            s, t = s[:, :v], t[:, :v]  # (C, v)
+            agree += (s.argmax(-1) == t.argmax(-1)).sum().item()
+            lpt, lps = F.log_softmax(t, -1), F.log_softmax(s, -1)
+            kl += (lpt.exp() * (lpt - lps)).sum().item()
+        n += N
     return {"top1_agreement": agree / n if n else float("nan"), "kl_teacher_student": kl / n if n else float("nan")}
 
 # %% ../nbs/04_eval.ipynb #2431e255

@@ -446,16 +446,24 @@ def _generation_parts(s: Shape, cfg: VRAMSettings, b: int, quant: str = "none", 
     return {"KV cache": kv_cache_bytes(s, B, T, b), "teacher forward": max(prefill, decode)}
 
 def _eval_phases(cfg: VRAMSettings, parts: dict) -> dict:
-    "Evaluation: the student generates, then perplexity on full logits (and, with the teacher loaded, teacher agreement)."
+    "Evaluation: the student generates, then perplexity on its reply logits in (chunk, V) blocks (and teacher agreement)."
     s, b, B, L = shape(cfg.student), BYTES[cfg.eval_dtype], cfg.gen_batch_size, cfg.seq_len
+    N = B * (L - cfg.prompt_tokens - 1) if cfg.targets is None else cfg.targets  # reply positions in a batch
+    C = min(cfg.chunk_size, N)
     static = {**parts, "student weights": weight_bytes(cfg.student, cfg.eval_dtype)}
     g = _generation_parts(s, cfg, b)
     phases = {"generate": {**static, "KV cache": g["KV cache"], "activations": g["teacher forward"]}}
-    phases["perplexity"] = {**static, "logits": B * L * s.V * max(b + 4, 8)}  # logits, .float(), log_softmax
+    def forward(m: Shape, mb: int) -> int:  # no-grad forward returning every layer's hidden states (+ one layer's work, the mask)
+        return (m.layers + 1) * B * L * m.H * mb + layer_forward_transient(m, B * L, mb, repeat_kv=cfg.padded) + B * L * L * mb * cfg.padded
+    def worst(fwd: int, rows: int, block: int) -> dict:  # the forward, or the gathered rows with one block of logits
+        return {"activations": fwd} if fwd > rows + block else {"activations": rows, "logits": block}
+    phases["perplexity"] = {**static, **worst(forward(s, b), N * s.H * b, C * s.V * 8)}  # block: fp32 logits + log_softmax
     if cfg.eval_teacher:
         t = shape(cfg.teacher)
-        n = min(s.V, t.V)
-        phases["teacher agreement"] = {**static, "logits": B * L * ((s.V + t.V) * 4 + 7 * n * 4)}  # both fp32, gathers, softmaxes, KL
+        n, tb = min(s.V, t.V), BYTES[cfg.teacher_dtype]
+        rows = N * (s.H * b + t.H * tb)
+        phases["teacher agreement"] = {**static, **worst(N * s.H * b + forward(t, tb), rows,
+                                                          C * ((s.V + t.V) * 4 + 7 * n * 4))}  # both fp32, softmaxes, KL
     return phases
 
 # %% ../nbs/03a_vram.ipynb #4d8fafd0
