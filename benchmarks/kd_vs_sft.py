@@ -125,9 +125,10 @@ def reply_states(model, tok, examples: list[dict], batch_size: int = 32, max_len
 def reply_metrics(student, tok, examples: list[dict], teacher_states, teacher_head, n: int, chunk: int = 512) -> dict:
     """`perplexity` and `teacher_agreement` of `qwen_kd.eval` in one pass over the reply positions only.
 
-    The library's versions take (B, L, V) logits at every position, prompt included, twice for the student: ~3x the
-    work and ~2 GB a batch at V = 152k. Same definitions: PPL over the student's full vocabulary, agreement and
-    KL(p_T‖p_S) over the `n` shared ids. Cross-checked against the library on the student init (printed)."""
+    The library's versions run both forwards on every call (and the student's twice); this one keeps the teacher's
+    reply states from one pass and reuses them for every run. Same definitions: PPL over the student's full
+    vocabulary, agreement and KL(p_T‖p_S) over the `n` shared ids. Cross-checked against the library on the student
+    init (printed)."""
     hs, ys = reply_states(student, tok, examples)
     th, ty = teacher_states
     assert torch.equal(ys, ty), "student and teacher rows differ"

@@ -717,6 +717,7 @@ def estimate_run(kd=None, # a qwen_kd.train.KDConfig (None: its defaults)
                        optimizer=kd.optim if kd.optim in OPTIMIZERS else "adamw_torch",
                        batch_size=kd.batch_size, grad_accum=kd.grad_accum, seq_len=kd.max_length,
                        gradient_checkpointing=kd.gradient_checkpointing, loss="fused" if kd.fused or kd.mode == "offline" else "naive",
+                       chunk_size=kd.chunk_size,
                        gen_batch_size=teacher.batch_size, max_new_tokens=teacher.max_new_tokens)
     train = {"offline": "seqkd", "on_policy": "online"}.get(kd.mode, kd.mode)  # offline: no teacher; its k-wide targets are small
     return {m: estimate_vram(m, cfg, **overrides) for m in ("generation", train, "eval")}
