@@ -21,9 +21,10 @@ cost is measured on CPU by `kd_step.py`). The last case is the seed's setting as
 a bf16 student with 8-bit AdamW.
 
     PYTHONPATH=. python benchmarks/gpu_real_size.py | tee benchmarks/gpu_real_size.out.txt    # ~4 minutes on one H100/H200
+    PYTHONPATH=. python benchmarks/gpu_real_size.py --only-8bit --chunk 256    # the 24 GiB setting (gpu_real_size.chunk256.out.txt)
     PYTHONPATH=. python benchmarks/gpu_real_size.py --tiny    # the same code on CPU with tiny configs (smoke test)
 """
-import argparse, contextlib, gc, json, logging, os, statistics, sys, tempfile, time, warnings
+import argparse, contextlib, gc, json, logging, math, os, statistics, sys, tempfile, time, warnings
 os.environ.setdefault("HF_HUB_OFFLINE", "1"); os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import torch
 warnings.filterwarnings("ignore", message="MatMul8bitLt")  # bitsandbytes, once per 8-bit matmul
@@ -93,11 +94,11 @@ def run_case(name: str, a, teacher, t_set: dict, batch: dict, mode: str, precisi
     with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cfg = KDConfig(student=d, output_dir=d, batch_size=B, grad_accum=1, max_steps=a.steps, precision=precision,
-                       gradient_checkpointing=gc_on, logging_steps=10**6)
+                       gradient_checkpointing=gc_on, logging_steps=10**6, chunk_size=a.chunk)
         args = training_args(cfg, save_strategy="no", optim=optim, train_sampling_strategy="sequential", report_to="none")
         tr = KDTrainer(model=student, args=args, train_dataset=ds, data_collator=collate, callbacks=[timer],
                        teacher_model=teacher if mode == "online" else None, fused=fused, vocab_size=n,
-                       sparse_mode="sample" if mode == "offline" else None)
+                       sparse_mode="sample" if mode == "offline" else None, chunk_size=cfg.chunk_size)
         tr.remove_callback(PrinterCallback)
         with fp32_matmuls(fp32_mm): tr.train()
     peak = torch.cuda.max_memory_allocated() if dev == "cuda" else 0
@@ -109,7 +110,7 @@ def run_case(name: str, a, teacher, t_set: dict, batch: dict, mode: str, precisi
                         student=as_config(a.student), student_precision=STUDENT_PRECISION[precision], optimizer=optim,
                         batch_size=B, grad_accum=1, seq_len=L, prompt_tokens=L - logits_to_keep(batch["labels"]) + 1,
                         targets=target_tokens(batch), gradient_checkpointing=gc_on, loss="fused" if fused else "naive",
-                        padded=True, device="cuda")
+                        padded=True, device="cuda", chunk_size=a.chunk)
     step = timer.median()
     r = dict(case=name, mode=mode, precision=precision, optim=optim, loss="fused" if fused else "naive", gc=gc_on,
              measured_gib=measured / GiB, estimated_gib=allocated(est) / GiB, error=allocated(est) / max(measured, 1) - 1,
@@ -121,10 +122,11 @@ def run_case(name: str, a, teacher, t_set: dict, batch: dict, mode: str, precisi
     return r
 
 def row(r: dict, sft_step: float) -> str:
+    ratio = "–" if math.isnan(sft_step) else f"{r['step_s'] / sft_step:.2f}x"
     est = (f"{r['estimated_gib']:.2f} | {100 * r['error']:+.1f}% | {r['est_phase']}" if r["estimated"] else "– | – | –")
     return (f"| {r['case']} | {r['measured_gib']:.2f} | {est} | {r['device_used_gib']:.2f} | "
             f"{r['estimated_total_gib'] if r['estimated'] else float('nan'):.2f} | {1000 * r['step_s']:.0f} | "
-            f"{r['tokens_per_s']:,.0f} | {r['step_s'] / sft_step:.2f}x |")
+            f"{r['tokens_per_s']:,.0f} | {ratio} |")
 
 def save_with_lora(teacher, a) -> str:
     "Save the bf16 teacher as a base model and a random rank-64 LoRA adapter (PEFT), the layout qwen_kd's teacher stage reads."
@@ -153,6 +155,8 @@ def main():
     p.add_argument("--no-8bit", action="store_true", help="skip the 8-bit teacher case (saves and reloads the teacher)")
     p.add_argument("--tmp", default=tempfile.gettempdir(), help="where the 8-bit case saves the teacher (~16 GB)")
     p.add_argument("--json", help="also write the rows here")
+    p.add_argument("--chunk", type=int, default=1024, help="KDConfig.chunk_size of the fused loss")
+    p.add_argument("--only-8bit", action="store_true", help="only the seed setting (8-bit teacher + LoRA)")
     a = p.parse_args()
     a.device = "cpu" if a.tiny else "cuda"
     a.teacher, a.student = (TINY["teacher"], TINY["student"]) if a.tiny else (KNOWN_CONFIGS["Qwen/Qwen2.5-7B"], KNOWN_CONFIGS["Qwen/Qwen1.5-1.8B"])
@@ -160,7 +164,7 @@ def main():
     T0 = time.perf_counter()
     say("# command: PYTHONPATH=. python benchmarks/gpu_real_size.py " + " ".join(sys.argv[1:]))
     gpu = torch.cuda.get_device_name() if a.device == "cuda" else "cpu"
-    say(f"# {time.strftime('%Y-%m-%d %H:%M')}, {gpu}, torch {torch.__version__}, batch {a.batch} x {a.length} tokens, "
+    say(f"# {time.strftime('%Y-%m-%d %H:%M')}, {gpu}, torch {torch.__version__}, batch {a.batch} x {a.length} tokens, chunk_size {a.chunk}, "
         f"{a.steps} steps per case (median of steps 3..{a.steps})")
     torch.manual_seed(0)
     teacher = build(a.teacher, torch.bfloat16, a.device).eval().requires_grad_(False)
@@ -177,6 +181,7 @@ def main():
              ("online KD, fused, bf16-pure, 8-bit AdamW", "online", "bf16-pure", "adamw_bnb_8bit", True, False),
              ("online KD, fused with fp32 matmuls, bf16-pure, 8-bit AdamW", "online", "bf16-pure", "adamw_bnb_8bit", True, True)]
     rows = []
+    if a.only_8bit: cases = []
     for name, mode, prec, optim, fused, fp32_mm in cases:
         if a.tiny and optim == "adamw_bnb_8bit": optim = "adamw_torch"  # the CPU smoke test needs no bitsandbytes
         try: rows.append(run_case(name, a, teacher, t_set, batch, mode, prec, optim, fused, fp32_mm=fp32_mm))
