@@ -17,7 +17,7 @@ from .eval import EvalConfig, evaluate_models, report_markdown, parse_models
 
 # %% auto #0
 __all__ = ['SECTIONS', 'make_config', 'link_sections', 'read_yaml', 'load_config', 'with_overrides', 'check_outputs',
-           'run_pipeline', 'demo_config', 'run_demo', 'cli', 'user_error', 'main']
+           'run_pipeline', 'demo_config', 'run_demo', 'vram_report', 'cli', 'user_error', 'main']
 
 # %% ../nbs/06_cli.ipynb #1504fe92
 SECTIONS = {"data": DataConfig, "teacher": TeacherConfig, "train": KDConfig, "eval": EvalConfig}
@@ -194,7 +194,28 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--stages", default="data,teacher,train,eval", help="comma-separated subset, in order")
     m = sub.add_parser("demo", help="build the embedded default and run the whole pipeline on CPU")
     m.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
+    v = sub.add_parser("vram", help="estimate each stage's GPU memory from a pipeline YAML, before loading anything")
+    v.add_argument("--config", required=True, help="pipeline YAML (its teacher and train sections are read)")
+    v.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key of the train section")
+    v.add_argument("--teacher-lora-rank", type=int, default=None, help="count an unmerged teacher LoRA of this rank "
+                   "(default: read from the adapter's adapter_config.json when it is a local folder)")
+    v.add_argument("--gpu-gib", type=float, default=None, help="say whether each stage fits a card of this many GiB")
     return p
+
+def vram_report(cfg: dict, teacher_lora_rank: int|None = None, gpu_gib: float|None = None) -> str:
+    "What `qwen-kd vram` prints: `estimate_run` for the loaded configs, one line per stage, and whether each fits."
+    from qwen_kd.vram import estimate_run, vram_summary
+    kd, tc = cfg["train"], cfg["teacher"]
+    lines = []
+    if teacher_lora_rank is None and tc.lora and not (Path(tc.lora)/"adapter_config.json").is_file():
+        lines.append(f"note: teacher lora {tc.lora} has no adapter_config.json here, so no adapter is counted "
+                     "(--teacher-lora-rank R counts one)")
+    est = estimate_run(kd, tc, **({} if teacher_lora_rank is None else {"teacher_lora_rank": teacher_lora_rank}))
+    lines.append(vram_summary(est))
+    if gpu_gib:
+        lines += [f"{stage}: {'fits' if e['total'] <= gpu_gib * 2**30 else 'does NOT fit'} a {gpu_gib:g} GiB card"
+                  for stage, e in est.items()]
+    return "\n".join(lines)
 
 # %% ../nbs/06_cli.ipynb #59bcdb96
 def cli(argv: list[str]|None = None) -> int:
@@ -227,6 +248,9 @@ def cli(argv: list[str]|None = None) -> int:
         if bad: raise QwenKDError(f"--stages: unknown stage {bad[0]!r}; stages are {', '.join(SECTIONS)}")
         run_pipeline(load_config(a.config), stages)
     elif a.cmd == "demo": run_demo(a.out)
+    elif a.cmd == "vram":
+        if a.teacher_lora_rank is not None and a.teacher_lora_rank < 0: raise QwenKDError("--teacher-lora-rank must be ≥ 0")
+        print(vram_report(load_config(a.config, with_overrides(read_yaml(a.config), "train", a.set)), a.teacher_lora_rank, a.gpu_gib))
     return 0
 
 # %% ../nbs/06_cli.ipynb #d2c4415f

@@ -51,7 +51,7 @@ def test_data_matches_library(tmp_path, demo_files):
     assert st["counts"]["grpo"] == round(0.7 * n) and st["counts"]["sft"] == n - round(0.7 * n)
     assert st["counts"]["grpo"] == st["available"]["grpo"]  # GRPO is the scarce source here: all of it is used
 
-@pytest.mark.parametrize("cmd", ["data", "teacher", "train", "eval", "run", "demo"])
+@pytest.mark.parametrize("cmd", ["data", "teacher", "train", "eval", "run", "demo", "vram"])
 def test_help(cmd):
     r = qkd(cmd, "--help")
     assert r.returncode == 0 and "usage: qwen-kd " + cmd in r.stdout
@@ -99,3 +99,12 @@ def test_eval_with_models_flag(tmp_path):
     rep = json.loads((tmp_path/"ev"/"report.json").read_text())
     assert set(rep["models"]) == {"teacher", "student"} and rep["models"]["teacher"]["top1_agreement"] == 1.0
     one_line_error(qkd("eval", "--models", "nobase"), "eval needs --config")
+
+def test_vram_cli(tmp_path):
+    "qwen-kd vram reads the YAML alone (no data, no weights) and says what fits; a bad value is one line, exit 2."
+    cfg = Path(__file__).parent.parent/"configs"/"qwen2.5-7b-lora_to_qwen1.5-1.8b.yaml"
+    r = qkd("vram", "--config", cfg, "--gpu-gib", "24", "--set", "precision=bf16-pure", "--set", "optim=adamw_bnb_8bit",
+            "--set", "chunk_size=256", "--set", "grad_accum=1", "--teacher-lora-rank", "64")
+    assert r.returncode == 0, r.stderr
+    assert "online: fits a 24 GiB card" in r.stdout and "generation:" in r.stdout and "eval:" in r.stdout
+    one_line_error(qkd("vram", "--config", cfg, "--set", "precision=fp8"), "precision must be one of")
