@@ -656,11 +656,12 @@ def _legend(*axes) -> tuple[list, list]:
 SEED_REPORTED = {"generation": 18, "online": (36, 38), "eval": 20}  # GB on an A100-40GB, as the seed reports them
 
 def online_variants(settings: VRAMSettings|None = None, **overrides) -> dict:
-    "The online stage under naive/fused loss × AdamW/8-bit AdamW (mixed precision), and fused + 8-bit AdamW + pure bf16."
+    "The online stage under naive/fused loss × AdamW/8-bit AdamW (mixed precision), fused + 8-bit AdamW + pure bf16, and that with chunk 256, no accumulation."
     e = lambda **kw: estimate_vram("online", settings, **{**overrides, **kw})
     return {"naive\nAdamW": e(loss="naive", optimizer="adamw_torch"), "fused\nAdamW": e(loss="fused", optimizer="adamw_torch"),
             "naive\n8-bit": e(loss="naive", optimizer="adamw_bnb_8bit"), "fused\n8-bit": e(loss="fused", optimizer="adamw_bnb_8bit"),
-            "fused, 8-bit\npure bf16": e(loss="fused", optimizer="adamw_bnb_8bit", student_precision="bf16")}
+            "fused, 8-bit\npure bf16": e(loss="fused", optimizer="adamw_bnb_8bit", student_precision="bf16"),
+            "+ chunk 256\nno accum.": e(loss="fused", optimizer="adamw_bnb_8bit", student_precision="bf16", chunk_size=256, grad_accum=1)}
 
 def vram_figure(settings: VRAMSettings|None = None, **overrides):
     "Two views of a run: each stage's estimate beside the seed's reported numbers, and the online stage's variants."
