@@ -4,191 +4,73 @@
 
 # %% ../nbs/06_cli.ipynb #afa6c38e
 from __future__ import annotations
-import argparse, difflib, errno, json, logging, os, sys, time, warnings
-from dataclasses import fields, asdict
+import argparse, errno, json, logging, os, sys, warnings
+from dataclasses import MISSING, fields
 from pathlib import Path
 import yaml
 # bitsandbytes warns on import when an optional CPU kernel is not installed; it is not the user's problem
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-from .data import QwenKDError, DataConfig, prepare_data, check_output_dir
-from .teacher import TeacherConfig, generate_pseudo_labels
-from .train import KDConfig, train_student
-from .eval import EvalConfig, evaluate_models, report_markdown, parse_models
+from transformers.utils import logging as hf_logging
+from .core import QwenKDError
+from .eval import report_markdown, parse_models
+from .vram import estimate_run, vram_summary
+from .pipeline import (SECTIONS, make_config, link_sections, read_yaml, load_config, with_overrides,
+                              check_outputs, run_pipeline)
+from .demo import demo_config, run_demo  # re-exported: they lived here before
 
 # %% auto #0
-__all__ = ['SECTIONS', 'make_config', 'link_sections', 'read_yaml', 'load_config', 'with_overrides', 'check_outputs',
-           'run_pipeline', 'demo_config', 'run_demo', 'vram_report', 'cli', 'user_error', 'main']
-
-# %% ../nbs/06_cli.ipynb #1504fe92
-SECTIONS = {"data": DataConfig, "teacher": TeacherConfig, "train": KDConfig, "eval": EvalConfig}
-_KINDS = {"int": (int, "a whole number"), "float": ((int, float), "a number"), "str": (str, "a string"),
-          "bool": (bool, "true or false"), "dict": (dict, "a mapping"), "list": (list, "a list")}
-
-def _typed(name: str, value, annotation: str, where: str):
-    "`value` checked against a field's annotation (`float`, `str|None`, ...); a number written as text is read as one."
-    kinds = [k.strip() for k in str(annotation).split("|")]
-    if value is None and "None" in kinds: return value
-    kinds = [k for k in kinds if k != "None"]
-    if not kinds or any(k not in _KINDS for k in kinds): return value  # an annotation this check does not know: left to the class
-    if isinstance(value, str) and {"int", "float"} & set(kinds) and "str" not in kinds:
-        try: value = int(value) if "float" not in kinds else float(value)  # YAML 1.1 reads 5e-5 as a string
-        except ValueError: pass
-    ok = any(isinstance(value, _KINDS[k][0]) and not (isinstance(value, bool) and k in ("int", "float")) for k in kinds)
-    if not ok: raise QwenKDError(f"{where}: {name} must be {' or '.join(_KINDS[k][1] for k in kinds)}, got {value!r}")
-    return value
-
-def make_config(cls, values: dict, where: str):
-    "Build a config dataclass from a dict; an unknown key names the valid ones and the closest match, a wrong type its field."
-    valid = {f.name: f.type for f in fields(cls)}
-    for k in values:
-        if k not in valid:
-            close = difflib.get_close_matches(k, valid, n=1)
-            raise QwenKDError(f"{where}: unknown key {k!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
-                              + f"; valid keys: {', '.join(valid)}")
-    values = {k: _typed(k, v, valid[k], where) for k, v in values.items()}
-    try: return cls(**values)
-    except TypeError as e: raise QwenKDError(f"{where}: {e}")
-
-# %% ../nbs/06_cli.ipynb #754ed9a8
-def link_sections(raw: dict) -> dict:
-    "Fill the paths a section leaves out from the stage before it."
-    d, t, tr, ev = (raw.setdefault(k, {}) for k in SECTIONS)
-    mixed = Path(d.get("out", DataConfig.out))
-    t.setdefault("data", str(mixed/"train.jsonl"))
-    tr.setdefault("data", str(mixed/"train.jsonl"))
-    tr.setdefault("teacher_outputs", t.get("out", TeacherConfig.out))
-    ev.setdefault("data", str(mixed/"val.jsonl"))
-    if "models" not in ev:
-        teacher = {"base": t.get("base", TeacherConfig.base), "lora": t.get("lora"), "tokenizer": t.get("tokenizer")}
-        ev["models"] = {"teacher": {k: v for k, v in teacher.items() if v},
-                        "student_before": {"base": tr.get("student", KDConfig.student), "tokenizer": tr.get("student_tokenizer")},
-                        "student_after": {"base": tr.get("output_dir", KDConfig.output_dir)}}
-        ev["models"]["student_before"] = {k: v for k, v in ev["models"]["student_before"].items() if v}
-    return raw
-
-def read_yaml(path: str|Path) -> dict:
-    "The mapping in a YAML file (`yaml.safe_load`); a missing file or bad YAML is a one-line `QwenKDError`."
-    path = Path(path)
-    if not path.is_file(): raise QwenKDError(f"{path}: config file not found")
-    try: raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        line = getattr(getattr(e, "problem_mark", None), "line", None)
-        raise QwenKDError(f"{path}" + (f":{line + 1}" if line is not None else "") + ": invalid YAML (check indentation and quoting)")
-    if not isinstance(raw, dict): raise QwenKDError(f"{path}: expected sections {', '.join(SECTIONS)}")
-    for k, v in raw.items():
-        if v is not None and not isinstance(v, dict): raise QwenKDError(f"{path}: section {k!r} must be a mapping")
-    return raw
-
-def load_config(path: str|Path, raw: dict|None = None) -> dict:
-    "The four stage configs from a pipeline YAML (or its already-read `raw` mapping); unknown sections and keys refused."
-    raw = read_yaml(path) if raw is None else raw
-    for k in raw:
-        if k not in SECTIONS:
-            close = difflib.get_close_matches(k, SECTIONS, n=1)
-            raise QwenKDError(f"{path}: unknown section {k!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
-                              + f"; valid sections: {', '.join(SECTIONS)}")
-        if raw[k] is not None and not isinstance(raw[k], dict): raise QwenKDError(f"{path}: section {k!r} must be a mapping")
-    raw = link_sections({k: dict(v or {}) for k, v in raw.items()})
-    return {k: make_config(SECTIONS[k], raw[k], f"{path} [{k}]") for k in SECTIONS}
-
-def with_overrides(raw: dict, section: str, sets: list[str]) -> dict:
-    "`raw` with `KEY=VALUE` strings (values parsed as YAML) set in `section`."
-    if raw.get(section) is not None and not isinstance(raw[section], dict): raise QwenKDError(f"section {section!r} must be a mapping")
-    sec = dict(raw.get(section) or {})
-    for kv in sets:
-        if "=" not in kv: raise QwenKDError(f"--set {kv!r}: expected KEY=VALUE")
-        k, v = kv.split("=", 1)
-        try: sec[k.strip()] = yaml.safe_load(v)
-        except yaml.YAMLError: raise QwenKDError(f"--set {kv!r}: the value is not valid YAML (quote it)") from None
-    return {**raw, section: sec}
-
-# %% ../nbs/06_cli.ipynb #39b2a5e4
-def check_outputs(cfg: dict, stages=("data", "teacher", "train", "eval")):
-    "Refuse, before any stage runs, an output path of the given stages that is a file (or lies under one)."
-    for s in stages:
-        if s == "data": check_output_dir(cfg["data"].out)
-        if s == "teacher":
-            out = Path(cfg["teacher"].out)
-            if out.is_dir(): raise QwenKDError(f"{out}: teacher out is a folder; give a file path such as teacher/outputs.jsonl")
-            check_output_dir(out.parent)
-        if s == "train": check_output_dir(cfg["train"].output_dir)
-        if s == "eval": check_output_dir(cfg["eval"].out)
-
-def run_pipeline(cfg: dict, stages=("data", "teacher", "train", "eval"), log=print) -> dict:
-    "Run the given stages of a loaded config in order; returns each stage's summary."
-    check_outputs(cfg, stages)  # hours into a run is too late to learn that output_dir is a file
-    out = {}
-    for s in stages:
-        t0 = time.time()
-        if s == "data": out[s] = prepare_data(cfg["data"])
-        elif s == "teacher": out[s] = generate_pseudo_labels(cfg["teacher"])
-        elif s == "train":
-            tr = train_student(cfg["train"], cfg["teacher"])
-            out[s] = {k: v for k, v in tr.state.log_history[-1].items()}
-        elif s == "eval": out[s] = evaluate_models(cfg["eval"])
-        log(f"[{s}] done in {time.time() - t0:.1f} s")
-    return out
-
-# %% ../nbs/06_cli.ipynb #0609874c
-def demo_config(assets: dict, out: Path) -> dict:
-    "The pipeline YAML (as a dict) for the embedded default, writing under `out`."
-    return {"data": {"grpo": str(assets["grpo"]), "sft": str(assets["sft"]), "out": str(out/"mixed"), "grpo_share": 0.7},
-            "teacher": {"base": str(assets["teacher_base"]), "lora": str(assets["teacher_lora"]), "quantization": "none",
-                        "max_new_tokens": 24, "batch_size": 64, "temperature": 0.0, "out": str(out/"teacher"/"outputs.jsonl")},
-            "train": {"student": str(assets["student"]), "output_dir": str(out/"student_kd"), "temperature": 2.0,
-                      "alpha": 0.5, "batch_size": 16, "grad_accum": 1, "max_steps": 150, "lr": 3e-3, "max_length": 128,
-                      "logging_steps": 10, "save_steps": 1000},
-            "eval": {"out": str(out/"eval"), "max_new_tokens": 24, "batch_size": 64}}
-
-def run_demo(out: str|Path = "demo_out", log=print) -> dict:
-    "Build the embedded default and run data → teacher → train → eval on it; returns the eval report."
-    from qwen_kd.demo import build_demo_assets
-    from qwen_kd.train import keep_freed_memory
-    keep_freed_memory()
-    t0, out = time.time(), Path(out).absolute()
-    if out.exists() and not out.is_dir(): raise QwenKDError(f"{out}: output path is a file, expected a folder")
-    log("building the embedded default (cached after the first run)...")
-    assets = build_demo_assets()
-    out.mkdir(parents=True, exist_ok=True)
-    (out/"config.yaml").write_text(yaml.safe_dump(demo_config(assets, out), sort_keys=False))
-    res = run_pipeline(load_config(out/"config.yaml"), log=log)
-    log("\n" + report_markdown(res["eval"]) + f"\n\nreport: {out/'eval'/'report.json'}   total: {time.time() - t0:.0f} s")
-    return res["eval"]
+__all__ = ['config_flags', 'flag_values', 'make_parser', 'vram_report', 'cli', 'user_error', 'main']
 
 # %% ../nbs/06_cli.ipynb #90f1a846
 class _Parser(argparse.ArgumentParser):
     "argparse whose errors are `QwenKDError`s: one line, exit 2, like every other user error."
     def error(self, message: str): raise QwenKDError(f"{message} (see {self.prog} --help)")
 
-def _parser() -> argparse.ArgumentParser:
+# %% ../nbs/06_cli.ipynb #a640cb44
+def _kinds(f) -> list[str]: return [k.strip() for k in str(f.type).split("|") if k.strip() != "None"]
+
+def _default(f):
+    return f.default_factory() if f.default_factory is not MISSING else None if f.default is MISSING else f.default
+
+def _flag_value(text: str):
+    "A flag's text read as YAML (`5e-5`, `null`, `[a, b]`), as `--set` and the config file read it."
+    try: return yaml.safe_load(text)
+    except yaml.YAMLError: return text
+
+def config_flags(p: argparse.ArgumentParser, # the stage's subcommand
+                 cls, # its config dataclass
+                 skip=()): # fields the command declares itself
+    "One `--flag` per field of a config dataclass, with its type, choices and help read off the field."
+    g = p.add_argument_group(f"{cls.__name__} (each overrides the config file)")
+    for f in fields(cls):
+        if f.name in skip: continue
+        md, kinds = f.metadata, _kinds(f)
+        kw = dict(dest=f"cfg.{f.name}", default=argparse.SUPPRESS, help=f"{md.get('help', '')} (default: {_default(f)})")
+        if kinds == ["bool"]: kw["action"] = argparse.BooleanOptionalAction
+        else: kw.update(type=str if "str" in kinds or "parse" in md else _flag_value, metavar=f.name.upper())
+        if "choices" in md: kw["choices"] = md["choices"]
+        g.add_argument("--" + f.name.replace("_", "-"), **kw)
+
+# %% ../nbs/06_cli.ipynb #e0f0f063
+def flag_values(a: argparse.Namespace, cls) -> dict:
+    "The config fields given as flags (a field's `parse` metadata turns its text into the value)."
+    parse = {f.name: f.metadata.get("parse") for f in fields(cls)}
+    vals = {k[4:]: v for k, v in vars(a).items() if k.startswith("cfg.")}
+    return {k: parse[k](v) if parse.get(k) else v for k, v in vals.items()}
+
+# %% ../nbs/06_cli.ipynb #da7d674a
+def make_parser(sections: dict = SECTIONS) -> argparse.ArgumentParser: # section → config dataclass
+    "The `qwen-kd` parser; each stage's flags are generated from its config dataclass."
     p = _Parser(prog="qwen-kd", description="Distil a GRPO-finetuned Qwen teacher (base + LoRA) into a small Qwen student.")
     sub = p.add_subparsers(dest="cmd", required=True)
-    d = sub.add_parser("data", help="mix GRPO and SFT data into train.jsonl / val.jsonl / stats.json")
-    d.add_argument("--grpo", required=True, help="GRPO file (JSON array or JSONL): prompt + answer")
-    d.add_argument("--sft", required=True, help="SFT file (JSON array or JSONL): Alpaca or chat records")
-    d.add_argument("--out", required=True, help="output folder")
-    d.add_argument("--grpo-share", type=float, default=0.7, help="share of GRPO examples in the mix (default 0.7)")
-    d.add_argument("--val-frac", type=float, default=0.1, help="held-out share, stratified by source (default 0.1)")
-    d.add_argument("--size", type=int, default=None, help="total examples (default: the largest mix both sources allow)")
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--mode", choices=["share", "per_source"], default="share",
-                   help="share: exactly round(share*N) GRPO; per_source: the seed's int(0.7*|grpo|) + int(0.3*|sft|)")
-    d.add_argument("--allow-upsample", action="store_true", help="let --size exceed the sources by repeating examples")
-    d.add_argument("--schema", default="auto", help="auto|prompt|alpaca|chat|gsm8k, or GRPO,SFT (e.g. prompt,alpaca)")
-    d.add_argument("--skip-invalid", action="store_true", help="drop bad records (counted by reason in stats.json) instead of stopping")
-    d.add_argument("--system-prompt", default=None, help="system turn added to examples without one")
-    d.add_argument("--tokenizer", default=None, help="tokenizer folder: enables length checks and token-length stats")
-    d.add_argument("--max-length", type=int, default=1024, help="row limit in tokens (with --tokenizer; default 1024)")
-    d.add_argument("--length-policy", choices=["truncate", "drop"], default="truncate", help="a reply past --max-length")
-    for name, helptext in [("teacher", "write the teacher's pseudo-labels (resumable)"), ("train", "distil the teacher into the student"),
-                           ("eval", "evaluate models and write the report")]:
+    helps = {"data": "mix GRPO and SFT data into train.jsonl / val.jsonl / stats.json",
+             "teacher": "write the teacher's pseudo-labels (resumable)", "train": "distil the teacher into the student",
+             "eval": "evaluate models and write the report"}
+    for name, helptext in helps.items():
         s = sub.add_parser(name, help=helptext)
-        s.add_argument("--config", required=name != "eval", help="pipeline YAML; this command runs its stage")
+        s.add_argument("--config", help="pipeline YAML; this command runs its stage")
         s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key of the stage's section (YAML value)")
-    e = sub.choices["eval"]
-    e.add_argument("--models", help="name=BASE[+LORA],... e.g. teacher=Qwen/Qwen2.5-7B+grpo-lora,after=student_kd")
-    e.add_argument("--data", help="held-out examples (val.jsonl); with --models, no config is needed")
-    e.add_argument("--out", help="report folder (default eval)")
+        config_flags(s, sections[name])
     r = sub.add_parser("run", help="run every stage of a pipeline YAML")
     r.add_argument("config", help="pipeline YAML with data/teacher/train/eval sections")
     r.add_argument("--stages", default="data,teacher,train,eval", help="comma-separated subset, in order")
@@ -202,9 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--gpu-gib", type=float, default=None, help="say whether each stage fits a card of this many GiB")
     return p
 
+# %% ../nbs/06_cli.ipynb #ade62beb
 def vram_report(cfg: dict, teacher_lora_rank: int|None = None, gpu_gib: float|None = None) -> str:
     "What `qwen-kd vram` prints: `estimate_run` for the loaded configs, one line per stage, and whether each fits."
-    from qwen_kd.vram import estimate_run, vram_summary
     kd, tc = cfg["train"], cfg["teacher"]
     lines = []
     if teacher_lora_rank is None and tc.lora and not (Path(tc.lora)/"adapter_config.json").is_file():
@@ -217,31 +99,25 @@ def vram_report(cfg: dict, teacher_lora_rank: int|None = None, gpu_gib: float|No
                   for stage, e in est.items()]
     return "\n".join(lines)
 
+# %% ../nbs/06_cli.ipynb #5326d0ed
+def _stage_summary(stage: str, res: dict) -> str:
+    "What a stage command prints when it is done."
+    if stage == "eval": return report_markdown(res)
+    if stage != "data": return json.dumps(res)
+    dropped = f"dropped {json.dumps(res['dropped'])}" if res["dropped"] else ""
+    return " ".join(x for x in (json.dumps(res["counts"]), f"grpo share {res['obtained_grpo_share']:.3f}", dropped) if x)
+
 # %% ../nbs/06_cli.ipynb #59bcdb96
 def cli(argv: list[str]|None = None) -> int:
     "Parse `argv` and run the command; user errors raise `QwenKDError`."
-    a = _parser().parse_args(argv)
-    if a.cmd == "data":
-        st = prepare_data(DataConfig(grpo=a.grpo, sft=a.sft, out=a.out, grpo_share=a.grpo_share, val_frac=a.val_frac,
-                                     size=a.size, seed=a.seed, mode=a.mode, allow_upsample=a.allow_upsample, schema=a.schema,
-                                     skip_invalid=a.skip_invalid, system_prompt=a.system_prompt, tokenizer=a.tokenizer,
-                                     max_length=a.max_length, length_policy=a.length_policy))
-        print(json.dumps(st["counts"]), f"grpo share {st['obtained_grpo_share']:.3f}",
-              f"dropped {json.dumps(st['dropped'])}" if st["dropped"] else "")
-    elif a.cmd == "eval" and a.config is None:
-        if not (a.models and a.data): raise QwenKDError("eval needs --config, or --models and --data")
-        vals = {"data": a.data, "models": parse_models(a.models), **({"out": a.out} if a.out else {})}
-        ev = make_config(EvalConfig, with_overrides({"eval": vals}, "eval", a.set)["eval"], "eval")
-        print(report_markdown(evaluate_models(ev)))
-    elif a.cmd in ("teacher", "train", "eval"):
-        raw = with_overrides(read_yaml(a.config), a.cmd, a.set)
-        if a.cmd == "eval":  # command-line models/data/out win over the YAML's
-            extra = {k: v for k, v in (("models", a.models and parse_models(a.models)), ("data", a.data), ("out", a.out)) if v}
-            raw = {**raw, "eval": {**(raw.get("eval") or {}), **extra}}
-        cfg = load_config(a.config, raw)
-        res = run_pipeline(cfg, stages=(a.cmd,))
-        if a.cmd == "eval": print(report_markdown(res["eval"]))
-        else: print(json.dumps(res[a.cmd]))
+    a = make_parser().parse_args(argv)
+    if a.cmd in ("data", "teacher", "train", "eval"):
+        if a.cmd == "eval" and a.config is None and not (getattr(a, "cfg.models", None) and getattr(a, "cfg.data", None)):
+            raise QwenKDError("eval needs --config, or --models and --data")
+        raw = with_overrides(read_yaml(a.config) if a.config else {}, a.cmd, a.set)
+        raw[a.cmd].update(flag_values(a, SECTIONS[a.cmd]))  # flags win over --set, --set over the file
+        res = run_pipeline(load_config(a.config or "command line", raw), stages=(a.cmd,))
+        print(_stage_summary(a.cmd, res[a.cmd]))
     elif a.cmd == "run":
         stages = tuple(s.strip() for s in a.stages.split(",") if s.strip())
         bad = [s for s in stages if s not in SECTIONS]
@@ -250,7 +126,8 @@ def cli(argv: list[str]|None = None) -> int:
     elif a.cmd == "demo": run_demo(a.out)
     elif a.cmd == "vram":
         if a.teacher_lora_rank is not None and a.teacher_lora_rank < 0: raise QwenKDError("--teacher-lora-rank must be ≥ 0")
-        print(vram_report(load_config(a.config, with_overrides(read_yaml(a.config), "train", a.set)), a.teacher_lora_rank, a.gpu_gib))
+        cfg = load_config(a.config, with_overrides(read_yaml(a.config), "train", a.set))
+        print(vram_report(cfg, a.teacher_lora_rank, a.gpu_gib))
     return 0
 
 # %% ../nbs/06_cli.ipynb #d2c4415f
@@ -258,8 +135,7 @@ def _quiet_libraries():
     "Progress bars only on a terminal (a log file gets no bar lines); library deprecation notices are not the user's to fix."
     if not sys.stderr.isatty():
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        from transformers.utils import logging as tlog
-        tlog.disable_progress_bar()
+        hf_logging.disable_progress_bar()
     for cat in (FutureWarning, DeprecationWarning): warnings.filterwarnings("ignore", category=cat)
 
 def user_error(e: BaseException) -> str|None:

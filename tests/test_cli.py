@@ -107,4 +107,4 @@ def test_vram_cli(tmp_path):
             "--set", "chunk_size=256", "--set", "grad_accum=1", "--teacher-lora-rank", "64")
     assert r.returncode == 0, r.stderr
     assert "online: fits a 24 GiB card" in r.stdout and "generation:" in r.stdout and "eval:" in r.stdout
-    one_line_error(qkd("vram", "--config", cfg, "--set", "precision=fp8"), "precision must be one of")
+    one_line_error(qkd("vram", "--config", cfg, "--set", "precision=fp8"), "precision must be auto, fp32, bf16, fp16 or bf16-pure, got 'fp8'")

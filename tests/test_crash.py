@@ -204,7 +204,7 @@ def test_crash_data_stage(tmp_path):
 def test_crash_training_resume(tmp_path, demo_assets):
     "`qwen-kd train` SIGKILLed after checkpoint-6, resumed with `--set resume=true`: the losses of steps 7-12 are the uninterrupted run's."
     import yaml
-    from qwen_kd.cli import demo_config
+    from qwen_kd.demo import demo_config
     from qwen_kd.data import DataConfig, prepare_data
     prepare_data(DataConfig(grpo=str(demo_assets["grpo"]), sft=str(demo_assets["sft"]), out=str(tmp_path/"mixed"), size=60))
     def config(name):

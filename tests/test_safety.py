@@ -75,7 +75,7 @@ def tiny_dir(tmp_path_factory):
 
 def test_safety_pickle_weights_refused_unless_allowed(tiny_dir, tmp_path):
     from safetensors.torch import load_file
-    from qwen_kd.data import QwenKDError
+    from qwen_kd.core import QwenKDError
     from qwen_kd.teacher import load_model, check_weights
     pk = tmp_path/"pickled"; shutil.copytree(tiny_dir, pk)
     sd = load_file(pk/"model.safetensors"); (pk/"model.safetensors").unlink()
@@ -95,7 +95,7 @@ def test_safety_pickle_weights_refused_unless_allowed(tiny_dir, tmp_path):
 
 def test_safety_pickle_adapter_refused(demo_assets, tmp_path):
     from safetensors.torch import load_file
-    from qwen_kd.data import QwenKDError
+    from qwen_kd.core import QwenKDError
     from qwen_kd.teacher import TeacherConfig, load_teacher
     lora = tmp_path/"lora"; shutil.copytree(demo_assets["teacher_lora"], lora)
     torch.save(load_file(lora/"adapter_model.safetensors"), lora/"adapter_model.bin"); (lora/"adapter_model.safetensors").unlink()
@@ -111,7 +111,7 @@ CODE = "from pathlib import Path\nPath(__file__).with_name('RAN').write_text('re
 
 def test_safety_remote_code_never_imported(tiny_dir, tmp_path):
     "A model folder with its own code in auto_map: refused for an unknown architecture, ignored for a known one."
-    from qwen_kd.data import QwenKDError
+    from qwen_kd.core import QwenKDError
     from qwen_kd.teacher import load_model, load_tokenizer, TeacherConfig, load_teacher
     d = tmp_path/"custom"; shutil.copytree(tiny_dir, d)
     for f in ("configuration_custom.py", "modeling_custom.py", "tokenization_custom.py"): (d/f).write_text(CODE)
@@ -143,7 +143,8 @@ def outside(root: Path, out: Path) -> dict:
 def test_safety_outputs_stay_in_out(demo_assets, tmp_path, monkeypatch):
     "The demo pipeline (every stage, logit cache on) run from another folder writes under `out` only."
     import yaml
-    from qwen_kd.cli import demo_config, load_config, run_pipeline
+    from qwen_kd.demo import demo_config
+    from qwen_kd.pipeline import load_config, run_pipeline
     out, cwd = tmp_path/"out", tmp_path/"cwd"
     cwd.mkdir()
     c = demo_config(demo_assets, out)
@@ -162,7 +163,7 @@ def test_safety_outputs_stay_in_out(demo_assets, tmp_path, monkeypatch):
 
 def test_safety_ids_are_not_paths(demo_assets, tmp_path):
     "Example ids that look like paths stay data: pseudo-labels and the logit cache keep them, and no file is named by one."
-    from qwen_kd.data import to_jsonl, QwenKDError
+    from qwen_kd.core import to_jsonl, QwenKDError
     from qwen_kd.teacher import TeacherConfig, generate_pseudo_labels, load_sparse_targets, read_done
     ids = ["../escape", "a/b", "/abs/path", "..\\win", "x" * 300]
     exs = [{"id": i, "source": "grpo", "messages": [{"role": "user", "content": f"What is {n} + 1?"}]} for n, i in enumerate(ids)]
@@ -186,7 +187,7 @@ def test_safety_ids_are_not_paths(demo_assets, tmp_path):
 def test_safety_student_pickle_refused(tmp_path):
     "The train stage's student loader refuses pickle-only weights unless allow_pickle, like the teacher's."
     from qwen_kd.demo import tiny_qwen2
-    from qwen_kd.data import QwenKDError
+    from qwen_kd.core import QwenKDError
     from qwen_kd.train import KDConfig, load_student
     import torch
     m = tiny_qwen2(hidden=16, layers=1, heads=2, kv_heads=1, intermediate=32)

@@ -10,7 +10,8 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "
 def pipeline(tmp_path_factory):
     "The demo's data and teacher stages (with a sampled logit cache), run once: a config every train test reuses."
     from qwen_kd.demo import build_demo_assets
-    from qwen_kd.cli import demo_config, main
+    from qwen_kd.cli import main
+    from qwen_kd.demo import demo_config
     out = tmp_path_factory.mktemp("pipe")
     cfg = demo_config(build_demo_assets(), out)
     cfg["data"]["size"] = 120
@@ -53,7 +54,7 @@ def test_ddp_two_processes_same_loss(pipeline, tmp_path):
     data.write_text("".join(Path(cfg["data"]["out"], "train.jsonl").read_text().splitlines(keepends=True)[:4]))
     script = tmp_path/"kd.py"
     script.write_text(
-        "import sys, json\nfrom qwen_kd.cli import load_config\nfrom qwen_kd.train import train_student\n"
+        "import sys, json\nfrom qwen_kd.pipeline import load_config\nfrom qwen_kd.train import train_student\n"
         "from dataclasses import replace\n"
         f"cfg = load_config({str(p)!r})\n"
         f"tr = replace(cfg['train'], data={str(data)!r}, output_dir=sys.argv[1], batch_size=int(sys.argv[2]), max_steps=4, logging_steps=1, lr=1e-3)\n"
