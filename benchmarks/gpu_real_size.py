@@ -32,7 +32,8 @@ logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, TrainerCallback
 from transformers.trainer_callback import PrinterCallback
-from qwen_kd.vram import KNOWN_CONFIGS, LINEARS, as_config, estimate_vram, allocated, synthetic_batch, target_tokens
+from qwen_kd.vram import KNOWN_CONFIGS, LINEARS, as_config, estimate_vram, allocated
+from qwen_kd.vram_check import synthetic_batch, target_tokens
 import qwen_kd.train
 from qwen_kd.train import KDConfig, KDTrainer, training_args, logits_to_keep
 

@@ -16,9 +16,9 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1"); os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import torch
 from qwen_kd.demo import tiny_qwen2, qwen_tokenizer, TEACHER_ROWS, STUDENT_ROWS, WORDS
-from qwen_kd.teacher import cache_teacher_logits
+from qwen_kd.teacher import SparseCache, cache_teacher_logits
 from qwen_kd.loss import shared_vocab, fused_kd_loss
-from qwen_kd.train import KDConfig, KDTrainer, KDCollator, SparseCache, build_dataset, training_args, keep_freed_memory
+from qwen_kd.train import KDConfig, KDTrainer, KDCollator, build_dataset, training_args, keep_freed_memory
 
 STUDENT = dict(hidden=128, layers=4, heads=4, kv_heads=2, intermediate=384)
 TEACHER = dict(hidden=512, layers=4, heads=8, kv_heads=4, intermediate=1536)
@@ -83,7 +83,7 @@ def step_flops(cfg: dict, rows: int, tokens: int, targets: int) -> tuple[float, 
     fwd = 2 * (body * tokens + m.lm_head.weight.numel() * targets)
     return 3 * fwd, fwd
 
-# Qwen1.5-1.8B student and Qwen2.5-7B teacher shapes (config.json; table in DESIGN.md), for the FLOP model at full scale
+# Qwen1.5-1.8B student and Qwen2.5-7B teacher shapes (their config.json files), for the FLOP model at full scale
 QWEN15_1_8B = dict(hidden=2048, layers=24, heads=16, kv_heads=16, intermediate=5504)
 QWEN25_7B = dict(hidden=3584, layers=28, heads=28, kv_heads=4, intermediate=18944)
 

@@ -40,11 +40,13 @@ logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 import torch
 import torch.nn.functional as F
 from qwen_kd.demo import build_demo_assets, make_demo_data
-from qwen_kd.cli import demo_config, link_sections
-from qwen_kd.data import (DataConfig, prepare_data, read_jsonl, to_jsonl, prompt_messages, reference, tokenize_chat,
-                          kd_collator, QwenKDError)
-from qwen_kd.teacher import (TeacherConfig, GenConfig, generate, generate_pseudo_labels, load_teacher, load_tokenizer,
-                             read_done)
+from qwen_kd.demo import demo_config
+from qwen_kd.pipeline import link_sections
+from qwen_kd.core import (QwenKDError, read_jsonl, read_done, to_jsonl, prompt_messages, reference, tokenize_chat,
+                          kd_collator)
+from qwen_kd.models import load_tokenizer
+from qwen_kd.data import DataConfig, prepare_data
+from qwen_kd.teacher import TeacherConfig, GenConfig, generate, generate_pseudo_labels, load_teacher
 from qwen_kd.train import KDConfig, train_student
 from qwen_kd.eval import answer_accuracy, perplexity, teacher_agreement
 from qwen_kd.loss import shared_vocab

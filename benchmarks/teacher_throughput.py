@@ -6,7 +6,7 @@ Run: PYTHONPATH=. python benchmarks/teacher_throughput.py
 """
 import time, torch
 from qwen_kd.demo import tiny_qwen2, qwen_tokenizer, TEACHER_ROWS
-from qwen_kd.data import encode_prompt
+from qwen_kd.core import encode_prompt
 from qwen_kd.teacher import GenConfig, generate
 
 N, NEW, BATCH = 64, 32, 32

@@ -1,7 +1,7 @@
 """The VRAM model (`qwen_kd.vram.estimate_vram`) against measured peaks of live tensor bytes on CPU, and the seed's run.
 
 Every case builds random-init Qwen2 models, runs two real `KDTrainer` optimizer steps (or one `generate` call) under
-`qwen_kd.vram.LiveBytes` and estimates the same settings; the table prints measured vs estimated peak and the phase
+`qwen_kd.vram_check.LiveBytes` and estimates the same settings; the table prints measured vs estimated peak and the phase
 each puts the peak in. The same cases run in nbs/03a_vram.ipynb (the mid-size and 16-bit ones flagged slow).
 Peak RAM stays under ~6.5 GB (the mid-size pair: a Qwen2.5-0.5B-shaped student cut to 4 layers, teacher to 2).
 
@@ -11,11 +11,11 @@ Peak RAM stays under ~6.5 GB (the mid-size pair: a Qwen2.5-0.5B-shaped student c
 import argparse, sys, time
 import torch
 from transformers import Qwen2ForCausalLM
-from qwen_kd.data import prompt_messages, reference, tokenize_chat
+from qwen_kd.core import prompt_messages, reference, tokenize_chat
 from qwen_kd.demo import qwen_tokenizer
 from qwen_kd.eval import perplexity
-from qwen_kd.vram import (QWEN25_0_5B, ADVICE, SEED_WAY, as_config, check_generation, check_kd_step, estimate_vram,
-                          peak_bytes, synthetic_batch, validation_table, vram_summary)
+from qwen_kd.vram import QWEN25_0_5B, ADVICE, SEED_WAY, as_config, estimate_vram, vram_summary
+from qwen_kd.vram_check import check_generation, check_kd_step, peak_bytes, synthetic_batch, validation_table
 
 TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=128)
 WIDE = dict(vocab_size=4096, hidden_size=256, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2, intermediate_size=1024)

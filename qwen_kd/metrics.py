@@ -5,16 +5,18 @@
 # %% ../nbs/04a_metrics.ipynb #4b084d62
 from __future__ import annotations
 import importlib
-import importlib.util
+import importlib.util  # one module per line: `evaluate` reads this file's imports line by line
 import datasets
 import evaluate
-# imported by name, not `from qwen_kd.eval import ...`: nbdev would make that relative, and `evaluate` copies this
-# file alone into its module cache, where a relative import has nothing to find
-_qe = importlib.import_module("qwen_kd.eval")
-bleu, chrf, rouge = _qe.bleu, _qe.chrf, _qe.rouge
 
 # %% auto #0
 __all__ = ['bleu', 'chrf', 'rouge', 'QwenKDMetric', 'load_metric']
+
+# %% ../nbs/04a_metrics.ipynb #a3aeb6c9
+# imported by name, not `from qwen_kd.eval import ...`: nbdev would make that relative, and `evaluate` copies this
+# file alone into its module cache, where a relative import has nothing to find
+_qe, _core = importlib.import_module("qwen_kd.eval"), importlib.import_module("qwen_kd.core")
+bleu, chrf, rouge = _qe.bleu, _qe.chrf, _qe.rouge
 
 # %% ../nbs/04a_metrics.ipynb #1278921f
 class QwenKDMetric(evaluate.Metric):
@@ -22,8 +24,10 @@ class QwenKDMetric(evaluate.Metric):
     def _info(self):
         return evaluate.MetricInfo(
             description="BLEU, chrF and ROUGE for distillation reports; CJK text is tokenised by character",
-            citation="Post (2018) sacreBLEU; Lin (2004) ROUGE", inputs_description="predictions, references: lists of strings",
-            features=datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")}))
+            citation="Post (2018) sacreBLEU; Lin (2004) ROUGE",
+            inputs_description="predictions, references: lists of strings",
+            features=datasets.Features({"predictions": datasets.Value("string"),
+                                        "references": datasets.Value("string")}))
 
     def _compute(self, predictions, references):
         name = self.config_name if self.config_name in ("bleu", "rouge") else "all"
@@ -35,5 +39,5 @@ class QwenKDMetric(evaluate.Metric):
 # %% ../nbs/04a_metrics.ipynb #b8c779fa
 def load_metric(name: str = "all"): # "bleu" (BLEU + chrF), "rouge" (ROUGE-1/2/L) or "all"
     "The package's `evaluate` module, loaded by local path (works with `HF_HUB_OFFLINE=1`)."
-    if name not in ("bleu", "rouge", "all"): raise importlib.import_module("qwen_kd.data").QwenKDError(f"unknown metric {name!r}: choose bleu, rouge or all")
+    _core.check_choice("metric", name, ("bleu", "rouge", "all"))
     return evaluate.load(importlib.util.find_spec("qwen_kd.metrics").origin, config_name=name)  # this very file

@@ -10,6 +10,7 @@ from dataclasses import dataclass, asdict
 from pathlib import Path
 import torch
 from datasets import Dataset
+from fastcore.basics import patch
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
 from .core import (QwenKDError, knob, check_fields, check_output_dir, kd_collator, prompt_messages, reference,
@@ -19,15 +20,36 @@ from .teacher import TeacherConfig, GenConfig, SparseCache, load_teacher
 from .loss import KINDS, kd_loss, fused_kd_loss, shared_vocab
 
 # %% auto #0
-__all__ = ['TRAIN_MODES', 'ADAPTERS', 'TRAIN_PRECISIONS', 'KDConfig', 'KDCollator', 'logits_to_keep', 'KDTrainer', 'with_adapter',
-           'load_student', 'build_dataset', 'training_args', 'keep_freed_memory', 'last_checkpoint', 'save_student',
+__all__ = ['TRAIN_MODES', 'ADAPTERS', 'TRAIN_PRECISIONS', 'KDConfig', 'build_dataset', 'KDCollator', 'training_args', 'KDTrainer',
+           'logits_to_keep', 'with_adapter', 'load_student', 'keep_freed_memory', 'last_checkpoint', 'save_student',
            'train_student']
 
-# %% ../nbs/03_train.ipynb #05972ded
+# %% ../nbs/03_train.ipynb #2cca233c
 TRAIN_MODES = ("online", "offline", "seqkd", "on_policy")
 ADAPTERS = ("none", "lora", "qlora")
 TRAIN_PRECISIONS = ("auto", "fp32", "bf16", "fp16", "bf16-pure")
 
+# %% ../nbs/03_train.ipynb #c4645a71
+def _check_kd(cfg):
+    "The checks `KDConfig` runs on creation; the first failing one raises `QwenKDError`."
+    check_fields(cfg)
+    if not 0 <= cfg.alpha <= 1: raise QwenKDError(f"alpha must be in [0, 1], got {cfg.alpha}")
+    if cfg.temperature <= 0: raise QwenKDError(f"temperature must be > 0, got {cfg.temperature}")
+    if not 0 <= cfg.beta <= 1: raise QwenKDError(f"beta must be in [0, 1], got {cfg.beta}")
+    if not 0 <= cfg.lmbda <= 1: raise QwenKDError(f"lmbda must be in [0, 1], got {cfg.lmbda}")
+    if cfg.on_policy_temperature <= 0:
+        raise QwenKDError(f"on_policy_temperature must be > 0, got {cfg.on_policy_temperature}")
+    if cfg.mode == "offline" and cfg.divergence != "fkl":
+        raise QwenKDError("mode offline estimates the forward KL only: set divergence: fkl "
+                          f"(or use mode: online for {cfg.divergence})")
+    if cfg.mode == "offline" and cfg.target != "teacher":
+        raise QwenKDError("mode offline trains on the teacher outputs its cache was computed on: set target: teacher")
+    counts = ("batch_size", "grad_accum", "max_length", "lora_r", "max_nonfinite", "on_policy_max_new_tokens",
+              "chunk_size")
+    if min(getattr(cfg, k) for k in counts) < 1:
+        raise QwenKDError(f"{', '.join(counts[:-1])} and chunk_size must be ≥ 1")
+
+# %% ../nbs/03_train.ipynb #05972ded
 @dataclass
 class KDConfig:
     "Student, data and knobs of the KD run (defaults are the seed's settings)."
@@ -38,19 +60,23 @@ class KDConfig:
     output_dir: str = knob("student_kd", "the trained student (save_pretrained) and Trainer checkpoints")
     mode: str = knob("online", "online | offline (sparse logit cache, no teacher in memory) | seqkd (CE only) | "
                      "on_policy (GKD)", TRAIN_MODES)
-    target: str = knob("teacher", "teacher: train on pseudo-labels | reference: on the data's replies", ("teacher", "reference"))
+    target: str = knob("teacher", "teacher: train on pseudo-labels | reference: on the data's replies",
+                       ("teacher", "reference"))
     alpha: float = knob(0.5, "weight of the KD term; the seed suggests 0.3 if the student converges slowly")
     temperature: float = knob(2.0, "softens both distributions; higher passes more of the teacher's dark knowledge")
     divergence: str = knob("fkl", "fdistill's divergences; offline supports fkl only", KINDS)
     beta: float = knob(0.5, "js: the teacher's mixture weight (0 = FKL, 1 = RKL)")
-    logit_cache: str|None = knob(None, "offline: the teacher's sparse-logit cache; default logits/ next to teacher_outputs")
+    logit_cache: str|None = knob(None, "offline: the teacher's sparse-logit cache; default logits/ next to "
+                                 "teacher_outputs")
     lmbda: float = knob(0.5, "on_policy: share of optimiser steps trained on the student's own samples (GKD's λ)")
     on_policy_max_new_tokens: int = knob(256, "on_policy: the longest reply the student samples")
     on_policy_temperature: float = knob(1.0, "on_policy: sampling temperature of the student")
-    fused: bool = knob(True, "chunked KD loss from hidden states (no B×L×V logits); false = the naive reference loss")
+    fused: bool = knob(True, "chunked KD loss from hidden states (no B×L×V logits); false = the naive reference "
+                       "loss")
     chunk_size: int = knob(1024, "fused loss: target tokens per (chunk, V) block; 256 saves ~1.7 GiB at V = 152k, "
                            "a little slower")
-    adapter: str = knob("none", "none: train every weight | lora | qlora (4-bit base + LoRA, the least memory)", ADAPTERS)
+    adapter: str = knob("none", "none: train every weight | lora | qlora (4-bit base + LoRA, the least memory)",
+                        ADAPTERS)
     lora_r: int = knob(16, "LoRA rank: higher fits more, costs more memory")
     lora_alpha: int = knob(32, "LoRA scaling numerator (updates scale by lora_alpha / lora_r)")
     lora_dropout: float = knob(0.05, "dropout on the LoRA input")
@@ -61,13 +87,15 @@ class KDConfig:
     grad_accum: int = knob(8, "effective batch = batch_size · grad_accum · devices")
     lr: float = knob(5e-5, "peak learning rate")
     warmup_steps: float = knob(0.0, "a fraction of the run if < 1, else a step count")
-    optim: str = knob("adamw_torch", "any TrainingArguments optim; adamw_bnb_8bit keeps 2 bytes of state per weight, not 8")
+    optim: str = knob("adamw_torch", "any TrainingArguments optim; adamw_bnb_8bit keeps 2 bytes of state per weight, "
+                      "not 8")
     max_grad_norm: float = knob(1.0, "gradient clipping")
     max_length: int = knob(1024, "prompt + reply tokens; longer replies are truncated, longer prompts dropped")
     precision: str = knob("auto", "auto (bf16 on a capable GPU, else fp32) | fp32 | bf16 | fp16 (mixed) | bf16-pure",
                           TRAIN_PRECISIONS)
     gradient_checkpointing: bool = knob(False, "~30% slower, far less activation memory")
-    max_nonfinite: int = knob(5, "abort after this many optimiser steps in a row with a NaN/inf loss (each is skipped)")
+    max_nonfinite: int = knob(5, "abort after this many optimiser steps in a row with a NaN/inf loss (each is "
+                              "skipped)")
     logging_steps: int = knob(10, "optimiser steps between log lines")
     save_steps: int = knob(500, "optimiser steps between checkpoints")
     seed: int = knob(0, "seed of the data order, the LoRA init and on-policy draws")
@@ -75,25 +103,30 @@ class KDConfig:
     resume: bool = knob(False, "continue from the last complete checkpoint in output_dir")
     trust_remote_code: bool = knob(False, "run model code from the checkpoint: only for models whose code you trust")
     allow_pickle: bool = knob(False, "load a student stored as pickle (.bin) weights: only from a source you trust")
-    def __post_init__(self):
-        check_fields(self)
-        if not 0 <= self.alpha <= 1: raise QwenKDError(f"alpha must be in [0, 1], got {self.alpha}")
-        if self.temperature <= 0: raise QwenKDError(f"temperature must be > 0, got {self.temperature}")
-        if not 0 <= self.beta <= 1: raise QwenKDError(f"beta must be in [0, 1], got {self.beta}")
-        if not 0 <= self.lmbda <= 1: raise QwenKDError(f"lmbda must be in [0, 1], got {self.lmbda}")
-        if self.on_policy_temperature <= 0: raise QwenKDError(f"on_policy_temperature must be > 0, got {self.on_policy_temperature}")
-        if self.mode == "offline" and self.divergence != "fkl":
-            raise QwenKDError("mode offline estimates the forward KL only: set divergence: fkl "
-                              f"(or use mode: online for {self.divergence})")
-        if self.mode == "offline" and self.target != "teacher":
-            raise QwenKDError("mode offline trains on the teacher outputs its cache was computed on: set target: teacher")
-        counts = ("batch_size", "grad_accum", "max_length", "lora_r", "max_nonfinite", "on_policy_max_new_tokens", "chunk_size")
-        if min(getattr(self, k) for k in counts) < 1: raise QwenKDError(f"{', '.join(counts[:-1])} and chunk_size must be ≥ 1")
+    def __post_init__(self): _check_kd(self)
 
     @property
     def cache_path(self) -> Path:
         "Where offline mode reads the teacher's sparse targets."
         return Path(self.logit_cache or Path(self.teacher_outputs or ".").parent/"logits")
+
+# %% ../nbs/03_train.ipynb #01ac241e
+def build_dataset(examples: list[dict], tok, max_length: int = 1024,
+                  completions: dict[str, str]|None = None, # id → teacher text; None = the examples' own replies
+                  cache: SparseCache|None = None, # offline: keep only examples the cache holds
+                 ) -> tuple[Dataset, dict]: # the tokenised dataset and counts of what was dropped
+    "Tokenise examples for training; drop (and count) those without a target, cached targets or room for the prompt."
+    rows, drops = [], {"no_target": 0, "prompt_too_long": 0, "not_cached": 0}
+    for ex in examples:
+        target = completions.get(ex["id"]) if completions is not None else reference(ex)
+        if target is None: drops["no_target"] += 1; continue
+        if cache is not None and ex["id"] not in cache: drops["not_cached"] += 1; continue
+        row = tokenize_chat(tok, prompt_messages(ex), target, max_length)
+        if row is None: drops["prompt_too_long"] += 1; continue
+        rows.append({"id": ex["id"], **row})
+    if not rows:
+        raise QwenKDError(f"no training examples left after filtering ({drops}): check data, outputs and max_length")
+    return Dataset.from_list(rows), drops
 
 # %% ../nbs/03_train.ipynb #3cf53b29
 class KDCollator:
@@ -110,221 +143,6 @@ class KDCollator:
             batch["sparse_ids"] = torch.cat([p[0] for p in parts])  # (N_t, k), rows in the loss's gather order
             batch["sparse_logp"] = torch.cat([p[1] for p in parts])
         return batch
-
-# %% ../nbs/03_train.ipynb #d1f56a89
-def logits_to_keep(labels: torch.Tensor, # (B, L) labels, -100 on prompt and padding
-                  ) -> int: # how many trailing positions need logits
-    "Trailing positions whose logits predict a target: from just before the first target token to the end."
-    has = (labels != -100).any(0).nonzero()
-    return labels.shape[1] - int(has[0]) + 1 if len(has) else 1
-
-# %% ../nbs/03_train.ipynb #7531d4a7
-class KDTrainer(Trainer):
-    "A `Trainer` whose loss is `alpha·T²·D(teacher‖student) + (1−alpha)·CE`; with no teacher or cache, plain CE."
-    def __init__(self, *args, teacher_model=None, alpha: float = 0.5, temperature: float = 2.0,
-                 vocab_size: int|None = None, fused: bool = True, divergence: str = "fkl", beta: float = 0.5,
-                 sparse_mode: str|None = None, # topk | sample when batches carry cached targets (offline)
-                 lmbda: float = 0.0, # on-policy share of steps (needs a teacher)
-                 on_policy_gen: GenConfig|None = None, # how the student samples on-policy replies
-                 max_nonfinite: int = 5, chunk_size: int = 1024, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.teacher, self.alpha, self.temperature, self.vocab_size = teacher_model, alpha, temperature, vocab_size
-        self.fused, self.divergence, self.beta, self.sparse_mode = fused, divergence, beta, sparse_mode
-        self.lmbda, self.on_policy_gen, self.max_nonfinite = lmbda, on_policy_gen or GenConfig(temperature=1.0), max_nonfinite
-        self.chunk_size = chunk_size
-        if self.teacher is not None: self.teacher.eval().requires_grad_(False)
-        self.loss_is_scaled_for_ga = True  # compute_loss divides by num_items_in_batch itself
-        self._parts, self._alpha_now = defaultdict(list), None
-        self.skipped_steps, self._bad_run, self._bad_ids, self._skip = 0, 0, [], False
-
-    # ---- the loss ----
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if num_items_in_batch is not None and self.accelerator.num_processes > 1:
-            num_items_in_batch = num_items_in_batch / self.accelerator.num_processes  # DDP averages gradients
-        has_targets = self.teacher is not None or "sparse_ids" in inputs
-        alpha = (self.alpha if self._alpha_now is None else self._alpha_now) if has_targets else 0.0
-        loss_fn = self._fused_loss if self.fused or "sparse_ids" in inputs else self._naive_loss
-        loss, kd, ce, labels, out = loss_fn(model, inputs, alpha, num_items_in_batch)
-        if self.model.training:
-            if not torch.isfinite(loss.detach()): loss = self._not_finite(model, inputs)
-            else:
-                share = 1.0 if num_items_in_batch is not None else 1 / self.args.gradient_accumulation_steps
-                self._parts["kd"].append(kd.item() * share if alpha > 0 else 0.0)  # kd, ce: already ÷ num_items_in_batch
-                self._parts["ce"].append(ce.item() * share)
-        return (loss, out) if return_outputs else loss
-
-    def _teacher_out(self, kw):
-        with torch.no_grad():
-            return self.teacher(**{k: v.to(self.teacher.device) if torch.is_tensor(v) else v for k, v in kw.items()})
-
-    def _naive_loss(self, model, inputs, alpha, num_items_in_batch):
-        "The reference: logits of the target positions from both models, then `kd_loss`."
-        labels, keep = inputs["labels"], logits_to_keep(inputs["labels"])
-        labels = labels[:, labels.shape[1] - keep:]  # aligned with the kept logits
-        kw = dict(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False, logits_to_keep=keep)
-        out = model(**kw)
-        t_logits = self._teacher_out(kw).logits.to(out.logits.device) if alpha > 0 else out.logits.detach()
-        return *kd_loss(out.logits, t_logits, labels, alpha, self.temperature, self.vocab_size, num_items_in_batch,
-                        kind=self.divergence, beta=self.beta), labels, out
-
-    def _sparse(self, inputs, n):
-        "The batch's cached targets with ids past the shared vocabulary `n` neutralised (see above)."
-        ids, logp = inputs["sparse_ids"].clone(), inputs["sparse_logp"].clone()
-        bad = ids >= n
-        if bad.any():
-            if self.sparse_mode == "topk": logp[bad] = -1e4
-            else: logp = torch.where(bad, logp[:, :1], logp); ids = torch.where(bad, ids[:, :1], ids)
-            ids[ids >= n] = 0
-        return {"ids": ids, "logp": logp, "mode": self.sparse_mode}
-
-    def _fused_loss(self, model, inputs, alpha, num_items_in_batch):
-        "Final hidden states and lm_head weights of both models into `fused_kd_loss`: no (B, L, V) logits."
-        labels = inputs["labels"]
-        kw = dict(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False,
-                  output_hidden_states=True, logits_to_keep=1)  # through forward: DDP and PEFT hooks still run
-        out = model(**kw)
-        h = out.hidden_states[-1]  # (B, L, H), after the final norm in HF Qwen2
-        w = self.accelerator.unwrap_model(model).get_output_embeddings().weight  # (V, H); DDP hides it, PEFT passes it on
-        th = tw = sparse = None
-        n = self.vocab_size or w.shape[0]
-        if alpha > 0 and self.teacher is not None:
-            t_out = self._teacher_out(kw)
-            th, tw = t_out.hidden_states[-1].to(h.device), self.teacher.get_output_embeddings().weight.to(h.device)
-        elif alpha > 0 and "sparse_ids" in inputs: sparse = self._sparse(inputs, n)
-        T = 1.0 if sparse is not None else self.temperature  # cached targets are the teacher's T = 1 distribution
-        mm = torch.bfloat16 if self.args.bf16 else torch.float16 if self.args.fp16 else None  # as autocast runs lm_head
-        loss, kd, ce = fused_kd_loss(h, w, th, tw, labels, kind=self.divergence, temperature=T, alpha=alpha,
-                                     beta=self.beta, vocab_size=self.vocab_size, num_items_in_batch=num_items_in_batch,
-                                     sparse_targets=sparse, matmul_dtype=mm, chunk_size=self.chunk_size)
-        return loss, kd, ce, labels, out
-
-    # ---- the non-finite guard ----
-    def _not_finite(self, model, inputs):
-        "Remember the batch, mark its step to be skipped, and return a zero loss that touches every trained weight."
-        self._skip = True
-        self._bad_ids += list(inputs.get("ids", []))
-        return sum((p * 0).sum() for p in model.parameters() if p.requires_grad)  # DDP needs a gradient for each
-
-    def create_optimizer(self, *args, **kwargs):
-        opt = super().create_optimizer(*args, **kwargs)
-        if not getattr(opt, "_qwen_kd_guarded", False):
-            step = opt.step
-            def guarded_step(*a, **k):
-                if self._step_is_bad(): return None
-                return step(*a, **k)
-            opt.step, opt._qwen_kd_guarded = guarded_step, True
-        return opt
-
-    def _step_is_bad(self) -> bool:
-        "Skip this optimiser step if any process saw a non-finite loss in it; abort after `max_nonfinite` in a row."
-        bad = torch.tensor(float(self._skip), device=self.args.device)
-        if self.accelerator.num_processes > 1: bad = self.accelerator.reduce(bad, "sum")
-        self._skip = False
-        if bad.item() == 0:
-            self._bad_run, self._bad_ids = 0, []
-            return False
-        self.skipped_steps += 1; self._bad_run += 1
-        ids = ", ".join(map(str, self._bad_ids[:8])) or "?"
-        warnings.warn(f"step {self.state.global_step + 1}: non-finite loss on examples {ids}: step skipped "
-                      f"({self._bad_run} in a row, {self.skipped_steps} in all)")
-        self.optimizer.zero_grad(set_to_none=True)
-        if self._bad_run >= self.max_nonfinite:
-            raise QwenKDError(f"the loss was NaN/inf for {self._bad_run} steps in a row (last examples: {ids}): lower lr, "
-                              "use bf16 or fp32 instead of fp16, or check those examples")
-        self._bad_ids = []
-        return True
-
-    # ---- on-policy steps ----
-    def _on_policy_now(self) -> bool:
-        "Seeded per optimiser step: the same draw on every process and after a resume."
-        return self.lmbda > 0 and self.teacher is not None and \
-            random.Random(f"{self.args.seed}-{self.state.global_step}").random() < self.lmbda
-
-    @torch.no_grad()
-    def _student_batch(self, model, inputs) -> dict:
-        "The batch with its replies replaced by replies the student samples from the same prompts."
-        tok, gen_model = self.processing_class, self.accelerator.unwrap_model(model)
-        rows = []
-        for ids, labels in zip(inputs["input_ids"].tolist(), inputs["labels"].tolist()):
-            first = next((i for i, l in enumerate(labels) if l != -100), None)
-            rows.append(ids[:first] if first is not None else [i for i, l in zip(ids, labels)])
-        x, mask = left_pad(rows, tok.pad_token_id)
-        was_training = gen_model.training
-        gen_model.eval()
-        out = gen_model.generate(input_ids=x.to(self.args.device), attention_mask=mask.to(self.args.device),
-                                 generation_config=self.on_policy_gen.generation_config(tok))
-        gen_model.train(was_training)
-        stop = set(self.on_policy_gen.generation_config(tok).eos_token_id)
-        new = []
-        for p, g in zip(rows, out[:, x.shape[1]:].tolist()):
-            cut = next((i + 1 for i, t in enumerate(g) if t in stop), len(g))
-            reply = [t for t in g[:cut] if t != tok.pad_token_id or t in stop] or [tok.pad_token_id]
-            new.append({"input_ids": p + reply, "attention_mask": [1] * (len(p) + len(reply)), "labels": [-100] * len(p) + reply})
-        batch = self._prepare_inputs(self.data_collator.pad(new))
-        batch["ids"] = inputs.get("ids", [])
-        return batch
-
-    def training_step(self, model, inputs, num_items_in_batch=None):
-        "One micro-batch; on an on-policy step its replies are the student's own samples, scored by the teacher alone."
-        self._alpha_now = None
-        if self._on_policy_now():
-            inputs = self._student_batch(model, self._prepare_inputs(inputs))
-            n = (inputs["labels"][:, 1:] != -100).sum()  # each micro-batch weighs 1/grad_accum of the step
-            num_items_in_batch = n * self.args.gradient_accumulation_steps * self.accelerator.num_processes
-            self._alpha_now = 1.0
-            self._parts["on_policy"].append(1.0)
-        elif self.lmbda > 0: self._parts["on_policy"].append(0.0)
-        return super().training_step(model, inputs, num_items_in_batch)
-
-    def log(self, logs: dict, *args, **kwargs):
-        "Add the KD and CE components, averaged since the last log, and the skipped-step count to the Trainer's logs."
-        if self._parts and "loss" in logs:
-            steps = max(1, len(self._parts["ce"]) / max(1, self.args.gradient_accumulation_steps))
-            kd_ce = torch.tensor([sum(self._parts["kd"]), sum(self._parts["ce"])], device=self.args.device) / steps
-            if self.accelerator.num_processes > 1: kd_ce = self.accelerator.reduce(kd_ce, "mean")  # every rank logs
-            logs["kd"], logs["ce"] = round(kd_ce[0].item(), 4), round(kd_ce[1].item(), 4)
-            if self._parts["on_policy"]: logs["on_policy_share"] = round(sum(self._parts["on_policy"]) / len(self._parts["on_policy"]), 3)
-            if self.skipped_steps: logs["skipped_steps"] = self.skipped_steps
-            self._parts.clear()
-        super().log(logs, *args, **kwargs)
-
-# %% ../nbs/03_train.ipynb #891b3e93
-def with_adapter(model, cfg: KDConfig):
-    "Wrap `model` with trainable LoRA adapters per `cfg` (QLoRA: after preparing the 4-bit base); `none` returns it."
-    if cfg.adapter == "none": return model
-    if cfg.adapter == "qlora":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing,
-                                                gradient_checkpointing_kwargs={"use_reentrant": False})
-    targets = cfg.lora_targets if cfg.lora_targets == "all-linear" else [t.strip() for t in cfg.lora_targets.split(",")]
-    lc = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=targets,
-                    task_type="CAUSAL_LM")
-    try: return get_peft_model(model, lc)
-    except ValueError as e: raise QwenKDError(f"lora_targets {cfg.lora_targets!r}: {str(e).splitlines()[0][:200]}") from None
-
-def load_student(cfg: KDConfig):
-    "The student per `cfg`: fp32 (bf16 for `bf16-pure`) weights, 4-bit for QLoRA, with its adapters."
-    dt = torch.bfloat16 if cfg.precision == "bf16-pure" else torch.float32
-    compute = resolve_dtype(cfg.precision if cfg.precision in ("bf16", "fp16") else "auto") if cfg.precision != "bf16-pure" else dt
-    q = quantization_config("4bit", compute) if cfg.adapter == "qlora" else None
-    model = load_causal_lm(cfg.student, dt, q, trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle)
-    return with_adapter(model, cfg)
-
-# %% ../nbs/03_train.ipynb #01ac241e
-def build_dataset(examples: list[dict], tok, max_length: int = 1024,
-                  completions: dict[str, str]|None = None, # id → teacher text; None = the examples' own replies
-                  cache: SparseCache|None = None, # offline: keep only examples the cache holds
-                 ) -> tuple[Dataset, dict]: # the tokenised dataset and counts of what was dropped
-    "Tokenise examples for training; drop (and count) those without a target, cached targets or room for the prompt."
-    rows, drops = [], {"no_target": 0, "prompt_too_long": 0, "not_cached": 0}
-    for ex in examples:
-        target = completions.get(ex["id"]) if completions is not None else reference(ex)
-        if target is None: drops["no_target"] += 1; continue
-        if cache is not None and ex["id"] not in cache: drops["not_cached"] += 1; continue
-        row = tokenize_chat(tok, prompt_messages(ex), target, max_length)
-        if row is None: drops["prompt_too_long"] += 1; continue
-        rows.append({"id": ex["id"], **row})
-    if not rows: raise QwenKDError(f"no training examples left after filtering ({drops}): check data, outputs and max_length")
-    return Dataset.from_list(rows), drops
 
 # %% ../nbs/03_train.ipynb #f5b2ca7f
 def training_args(cfg: KDConfig, **overrides) -> TrainingArguments:
@@ -343,6 +161,236 @@ def training_args(cfg: KDConfig, **overrides) -> TrainingArguments:
     try: return TrainingArguments(**kw)
     except ValueError as e: raise QwenKDError(f"train: {str(e).splitlines()[0][:300]}") from None
 
+# %% ../nbs/03_train.ipynb #7531d4a7
+class KDTrainer(Trainer):
+    "A `Trainer` whose loss is `alpha·T²·D(teacher‖student) + (1−alpha)·CE`; with no teacher or cache, plain CE."
+    def __init__(self, *args, teacher_model=None, alpha: float = 0.5, temperature: float = 2.0,
+                 vocab_size: int|None = None, fused: bool = True, divergence: str = "fkl", beta: float = 0.5,
+                 sparse_mode: str|None = None, # topk | sample when batches carry cached targets (offline)
+                 lmbda: float = 0.0, # on-policy share of steps (needs a teacher)
+                 on_policy_gen: GenConfig|None = None, # how the student samples on-policy replies
+                 max_nonfinite: int = 5, chunk_size: int = 1024, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.teacher, self.alpha, self.temperature, self.vocab_size = teacher_model, alpha, temperature, vocab_size
+        self.fused, self.divergence, self.beta, self.sparse_mode = fused, divergence, beta, sparse_mode
+        self.lmbda, self.max_nonfinite = lmbda, max_nonfinite
+        self.on_policy_gen = on_policy_gen or GenConfig(temperature=1.0)
+        self.chunk_size = chunk_size
+        if self.teacher is not None: self.teacher.eval().requires_grad_(False)
+        self.loss_is_scaled_for_ga = True  # compute_loss divides by num_items_in_batch itself
+        self._parts, self._alpha_now = defaultdict(list), None
+        self.skipped_steps, self._bad_run, self._bad_ids, self._skip = 0, 0, [], False
+
+# %% ../nbs/03_train.ipynb #60133a46
+@patch
+def compute_loss(self: KDTrainer, model, inputs, return_outputs=False, num_items_in_batch=None):
+    "The KD loss of a micro-batch: `alpha·KD + (1−alpha)·CE`, or CE alone when there are no teacher targets."
+    if num_items_in_batch is not None and self.accelerator.num_processes > 1:
+        num_items_in_batch = num_items_in_batch / self.accelerator.num_processes  # DDP averages gradients
+    has_targets = self.teacher is not None or "sparse_ids" in inputs
+    alpha = (self.alpha if self._alpha_now is None else self._alpha_now) if has_targets else 0.0
+    loss_fn = self._fused_loss if self.fused or "sparse_ids" in inputs else self._naive_loss
+    loss, kd, ce, labels, out = loss_fn(model, inputs, alpha, num_items_in_batch)
+    if self.model.training:
+        if not torch.isfinite(loss.detach()): loss = self._not_finite(model, inputs)
+        else:
+            share = 1.0 if num_items_in_batch is not None else 1 / self.args.gradient_accumulation_steps
+            self._parts["kd"].append(kd.item() * share if alpha > 0 else 0.0)  # kd, ce: already ÷ num_items_in_batch
+            self._parts["ce"].append(ce.item() * share)
+    return (loss, out) if return_outputs else loss
+
+# %% ../nbs/03_train.ipynb #949f1333
+@patch
+def _teacher_out(self: KDTrainer, kw):
+    "The teacher's outputs on the model inputs `kw`, computed under `torch.no_grad()`."
+    with torch.no_grad():
+        return self.teacher(**{k: v.to(self.teacher.device) if torch.is_tensor(v) else v for k, v in kw.items()})
+
+# %% ../nbs/03_train.ipynb #d1f56a89
+def logits_to_keep(labels: torch.Tensor, # (B, L) labels, -100 on prompt and padding
+                  ) -> int: # how many trailing positions need logits
+    "Trailing positions whose logits predict a target: from just before the first target token to the end."
+    has = (labels != -100).any(0).nonzero()
+    return labels.shape[1] - int(has[0]) + 1 if len(has) else 1
+
+# %% ../nbs/03_train.ipynb #5805c53e
+@patch
+def _naive_loss(self: KDTrainer, model, inputs, alpha, num_items_in_batch):
+    "The reference: logits of the target positions from both models, then `kd_loss`."
+    labels, keep = inputs["labels"], logits_to_keep(inputs["labels"])
+    labels = labels[:, labels.shape[1] - keep:]  # aligned with the kept logits
+    kw = dict(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False,
+              logits_to_keep=keep)
+    out = model(**kw)
+    t_logits = self._teacher_out(kw).logits.to(out.logits.device) if alpha > 0 else out.logits.detach()
+    return *kd_loss(out.logits, t_logits, labels, alpha, self.temperature, self.vocab_size, num_items_in_batch,
+                    kind=self.divergence, beta=self.beta), labels, out
+
+# %% ../nbs/03_train.ipynb #deb2f8df
+@patch
+def _sparse(self: KDTrainer, inputs, n):
+    "The batch's cached targets with ids past the shared vocabulary `n` neutralised (see above)."
+    ids, logp = inputs["sparse_ids"].clone(), inputs["sparse_logp"].clone()
+    bad = ids >= n
+    if bad.any():
+        if self.sparse_mode == "topk": logp[bad] = -1e4
+        else: logp = torch.where(bad, logp[:, :1], logp); ids = torch.where(bad, ids[:, :1], ids)
+        ids[ids >= n] = 0
+    return {"ids": ids, "logp": logp, "mode": self.sparse_mode}
+
+# %% ../nbs/03_train.ipynb #73ec26b8
+@patch
+def _fused_loss(self: KDTrainer, model, inputs, alpha, num_items_in_batch):
+    "Final hidden states and lm_head weights of both models into `fused_kd_loss`: no (B, L, V) logits."
+    labels = inputs["labels"]
+    kw = dict(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False,
+              output_hidden_states=True, logits_to_keep=1)  # through forward: DDP and PEFT hooks still run
+    out = model(**kw)
+    h = out.hidden_states[-1]  # (B, L, H), after the final norm in HF Qwen2
+    w = self.accelerator.unwrap_model(model).get_output_embeddings().weight  # (V, H); DDP hides it, PEFT passes it on
+    th = tw = sparse = None
+    n = self.vocab_size or w.shape[0]
+    if alpha > 0 and self.teacher is not None:
+        t_out = self._teacher_out(kw)
+        th, tw = t_out.hidden_states[-1].to(h.device), self.teacher.get_output_embeddings().weight.to(h.device)
+    elif alpha > 0 and "sparse_ids" in inputs: sparse = self._sparse(inputs, n)
+    T = 1.0 if sparse is not None else self.temperature  # cached targets are the teacher's T = 1 distribution
+    mm = torch.bfloat16 if self.args.bf16 else torch.float16 if self.args.fp16 else None  # as autocast runs lm_head
+    loss, kd, ce = fused_kd_loss(h, w, th, tw, labels, kind=self.divergence, temperature=T, alpha=alpha,
+                                 beta=self.beta, vocab_size=self.vocab_size, num_items_in_batch=num_items_in_batch,
+                                 sparse_targets=sparse, matmul_dtype=mm, chunk_size=self.chunk_size)
+    return loss, kd, ce, labels, out
+
+# %% ../nbs/03_train.ipynb #0c11d823
+@patch
+def _not_finite(self: KDTrainer, model, inputs):
+    "Remember the batch, mark its step to be skipped, and return a zero loss that touches every trained weight."
+    self._skip = True
+    self._bad_ids += list(inputs.get("ids", []))
+    return sum((p * 0).sum() for p in model.parameters() if p.requires_grad)  # DDP needs a gradient for each
+
+# %% ../nbs/03_train.ipynb #4db078d8
+@patch
+def create_optimizer(self: KDTrainer, *args, **kwargs):
+    "The `Trainer`'s optimiser, with its `step` guarded by `_step_is_bad`."
+    opt = super(KDTrainer, self).create_optimizer(*args, **kwargs)
+    if not getattr(opt, "_qwen_kd_guarded", False):
+        step = opt.step
+        def guarded_step(*a, **k):
+            if self._step_is_bad(): return None
+            return step(*a, **k)
+        opt.step, opt._qwen_kd_guarded = guarded_step, True
+    return opt
+
+# %% ../nbs/03_train.ipynb #db6651ad
+@patch
+def _step_is_bad(self: KDTrainer) -> bool:
+    "Skip this optimiser step if any process saw a non-finite loss in it; abort after `max_nonfinite` in a row."
+    bad = torch.tensor(float(self._skip), device=self.args.device)
+    if self.accelerator.num_processes > 1: bad = self.accelerator.reduce(bad, "sum")
+    self._skip = False
+    if bad.item() == 0:
+        self._bad_run, self._bad_ids = 0, []
+        return False
+    self.skipped_steps += 1; self._bad_run += 1
+    ids = ", ".join(map(str, self._bad_ids[:8])) or "?"
+    warnings.warn(f"step {self.state.global_step + 1}: non-finite loss on examples {ids}: step skipped "
+                  f"({self._bad_run} in a row, {self.skipped_steps} in all)")
+    self.optimizer.zero_grad(set_to_none=True)
+    if self._bad_run >= self.max_nonfinite:
+        raise QwenKDError(f"the loss was NaN/inf for {self._bad_run} steps in a row (last examples: {ids}): "
+                          "lower lr, use bf16 or fp32 instead of fp16, or check those examples")
+    self._bad_ids = []
+    return True
+
+# %% ../nbs/03_train.ipynb #7ffce2e7
+@patch
+def _on_policy_now(self: KDTrainer) -> bool:
+    "Seeded per optimiser step: the same draw on every process and after a resume."
+    return self.lmbda > 0 and self.teacher is not None and \
+        random.Random(f"{self.args.seed}-{self.state.global_step}").random() < self.lmbda
+
+# %% ../nbs/03_train.ipynb #d6c095a9
+@patch
+@torch.no_grad()
+def _student_batch(self: KDTrainer, model, inputs) -> dict:
+    "The batch with its replies replaced by replies the student samples from the same prompts."
+    tok, gen_model = self.processing_class, self.accelerator.unwrap_model(model)
+    rows = []
+    for ids, labels in zip(inputs["input_ids"].tolist(), inputs["labels"].tolist()):
+        first = next((i for i, l in enumerate(labels) if l != -100), None)
+        rows.append(ids[:first] if first is not None else [i for i, l in zip(ids, labels)])
+    x, mask = left_pad(rows, tok.pad_token_id)
+    was_training = gen_model.training
+    gen_model.eval()
+    out = gen_model.generate(input_ids=x.to(self.args.device), attention_mask=mask.to(self.args.device),
+                             generation_config=self.on_policy_gen.generation_config(tok))
+    gen_model.train(was_training)
+    stop = set(self.on_policy_gen.generation_config(tok).eos_token_id)
+    new = []
+    for p, g in zip(rows, out[:, x.shape[1]:].tolist()):
+        cut = next((i + 1 for i, t in enumerate(g) if t in stop), len(g))
+        reply = [t for t in g[:cut] if t != tok.pad_token_id or t in stop] or [tok.pad_token_id]
+        new.append({"input_ids": p + reply, "attention_mask": [1] * (len(p) + len(reply)),
+                    "labels": [-100] * len(p) + reply})
+    batch = self._prepare_inputs(self.data_collator.pad(new))
+    batch["ids"] = inputs.get("ids", [])
+    return batch
+
+# %% ../nbs/03_train.ipynb #219e7cca
+@patch
+def training_step(self: KDTrainer, model, inputs, num_items_in_batch=None):
+    "One micro-batch; on an on-policy step its replies are the student's own samples, scored by the teacher alone."
+    self._alpha_now = None
+    if self._on_policy_now():
+        inputs = self._student_batch(model, self._prepare_inputs(inputs))
+        n = (inputs["labels"][:, 1:] != -100).sum()  # each micro-batch weighs 1/grad_accum of the step
+        num_items_in_batch = n * self.args.gradient_accumulation_steps * self.accelerator.num_processes
+        self._alpha_now = 1.0
+        self._parts["on_policy"].append(1.0)
+    elif self.lmbda > 0: self._parts["on_policy"].append(0.0)
+    return super(KDTrainer, self).training_step(model, inputs, num_items_in_batch)
+
+# %% ../nbs/03_train.ipynb #ebeb0959
+@patch
+def log(self: KDTrainer, logs: dict, *args, **kwargs):
+    "Add the KD and CE components, averaged since the last log, and the skipped-step count to the Trainer's logs."
+    if self._parts and "loss" in logs:
+        steps = max(1, len(self._parts["ce"]) / max(1, self.args.gradient_accumulation_steps))
+        kd_ce = torch.tensor([sum(self._parts["kd"]), sum(self._parts["ce"])], device=self.args.device) / steps
+        if self.accelerator.num_processes > 1: kd_ce = self.accelerator.reduce(kd_ce, "mean")  # every rank logs
+        logs["kd"], logs["ce"] = round(kd_ce[0].item(), 4), round(kd_ce[1].item(), 4)
+        if self._parts["on_policy"]:
+            logs["on_policy_share"] = round(sum(self._parts["on_policy"]) / len(self._parts["on_policy"]), 3)
+        if self.skipped_steps: logs["skipped_steps"] = self.skipped_steps
+        self._parts.clear()
+    super(KDTrainer, self).log(logs, *args, **kwargs)
+
+# %% ../nbs/03_train.ipynb #891b3e93
+def with_adapter(model, cfg: KDConfig):
+    "Wrap `model` with trainable LoRA adapters per `cfg` (QLoRA: after preparing the 4-bit base); `none` returns it."
+    if cfg.adapter == "none": return model
+    if cfg.adapter == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+    targets = (cfg.lora_targets if cfg.lora_targets == "all-linear"
+               else [t.strip() for t in cfg.lora_targets.split(",")])
+    lc = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=targets,
+                    task_type="CAUSAL_LM")
+    try: return get_peft_model(model, lc)
+    except ValueError as e:
+        raise QwenKDError(f"lora_targets {cfg.lora_targets!r}: {str(e).splitlines()[0][:200]}") from None
+
+# %% ../nbs/03_train.ipynb #89686999
+def load_student(cfg: KDConfig):
+    "The student per `cfg`: fp32 (bf16 for `bf16-pure`) weights, 4-bit for QLoRA, with its adapters."
+    dt = torch.bfloat16 if cfg.precision == "bf16-pure" else torch.float32
+    compute = (resolve_dtype(cfg.precision if cfg.precision in ("bf16", "fp16") else "auto")
+               if cfg.precision != "bf16-pure" else dt)
+    q = quantization_config("4bit", compute) if cfg.adapter == "qlora" else None
+    model = load_causal_lm(cfg.student, dt, q, trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle)
+    return with_adapter(model, cfg)
+
 # %% ../nbs/03_train.ipynb #882673f0
 def keep_freed_memory():
     "Ask glibc to keep large freed buffers instead of returning them to the OS on every step."
@@ -358,23 +406,29 @@ def _teacher_targets(cfg: KDConfig, teacher_cfg, teacher, student, tok):
     if cfg.mode in ("online", "on_policy"):
         t_tok = None
         if teacher is None:
-            if teacher_cfg is None: raise QwenKDError(f"mode {cfg.mode} needs a teacher section (or use mode: seqkd or offline)")
+            if teacher_cfg is None:
+                raise QwenKDError(f"mode {cfg.mode} needs a teacher section (or use mode: seqkd or offline)")
             teacher, t_tok = load_teacher(teacher_cfg)
-        n = shared_vocab(t_tok, tok) if t_tok is not None else min(teacher.config.vocab_size, student.config.vocab_size, len(tok))
+        n = (shared_vocab(t_tok, tok) if t_tok is not None
+             else min(teacher.config.vocab_size, student.config.vocab_size, len(tok)))
         return teacher, None, n
     if cfg.mode == "offline":
-        if cfg.temperature != 1: warnings.warn(f"mode offline trains at T = 1 (temperature {cfg.temperature} ignored): the cache holds the teacher's T = 1 distribution")
+        if cfg.temperature != 1:
+            warnings.warn(f"mode offline trains at T = 1 (temperature {cfg.temperature} ignored): the cache holds "
+                          "the teacher's T = 1 distribution")
         cache = SparseCache(cfg.cache_path)
         n = min(len(tok), cache.vocab)
         if teacher_cfg is not None:  # the teacher's tokenizer is cheap: check the cache against it, share ids with it
             t_tok = load_tokenizer(teacher_cfg.tokenizer or teacher_cfg.base, teacher_cfg.trust_remote_code)
             if tokenizer_hash(t_tok) != cache.index["tokenizer_hash"]:
                 raise QwenKDError(f"{cache.path}: the cache was written with another tokenizer than the teacher's "
-                                  f"{teacher_cfg.tokenizer or teacher_cfg.base}: rebuild it (qwen-kd teacher) into a new directory")
+                                  f"{teacher_cfg.tokenizer or teacher_cfg.base}: rebuild it (qwen-kd teacher) into a "
+                                  "new directory")
             n = shared_vocab(t_tok, tok)
         return None, cache, n
     return None, None, None
 
+# %% ../nbs/03_train.ipynb #9f381ffd
 def last_checkpoint(out: Path) -> Path|None:
     "The newest `checkpoint-N` in `out` whose `trainer_state.json` is complete; one cut short by a crash is skipped."
     done = []
@@ -383,31 +437,40 @@ def last_checkpoint(out: Path) -> Path|None:
         except (OSError, ValueError): warnings.warn(f"{c}: incomplete checkpoint (killed while saving?), skipped")
     return max(done)[1] if done else None
 
+# %% ../nbs/03_train.ipynb #27a2f9d0
 def save_student(trainer: KDTrainer, cfg: KDConfig, tok):
     "Save the student to `cfg.output_dir`: the full model, or the adapter (`adapter/`) plus the merged model."
     out = Path(cfg.output_dir)
     if cfg.adapter == "none": trainer.save_model(str(out))
     elif trainer.is_world_process_zero():
         trainer.accelerator.unwrap_model(trainer.model).save_pretrained(out/"adapter")
-        base = AutoModelForCausalLM.from_pretrained(cfg.student, dtype=torch.float32, trust_remote_code=cfg.trust_remote_code)
+        base = AutoModelForCausalLM.from_pretrained(cfg.student, dtype=torch.float32,
+                                                    trust_remote_code=cfg.trust_remote_code)
         PeftModel.from_pretrained(base, out/"adapter").merge_and_unload().save_pretrained(out)
     trainer.accelerator.wait_for_everyone()
     if trainer.is_world_process_zero(): tok.save_pretrained(str(out))
 
+# %% ../nbs/03_train.ipynb #65b5c3fc
+def _completions(cfg: KDConfig) -> dict[str, str]|None:
+    "The pseudo-labels by example id when `cfg.target` is teacher; None trains on the data's own replies."
+    if cfg.target != "teacher": return None
+    if not cfg.teacher_outputs or not Path(cfg.teacher_outputs).exists():
+        raise QwenKDError(f"{cfg.teacher_outputs}: teacher outputs not found (run `qwen-kd teacher` first, "
+                          "or set target: reference)")
+    return {i: r["teacher_output"] for i, r in read_done(Path(cfg.teacher_outputs)).items()}
+
+# %% ../nbs/03_train.ipynb #502a55c9
 def train_student(cfg: KDConfig, teacher_cfg: TeacherConfig|None = None, teacher=None, student=None, tok=None,
                   callbacks: list|None = None, **args_overrides) -> KDTrainer:
     "Distil the teacher into the student per `cfg`; saves the student and `kd_config.json` to `cfg.output_dir`."
-    if cfg.precision == "fp16" and not torch.cuda.is_available(): raise QwenKDError("precision fp16 needs a GPU: use fp32 or auto on CPU")
+    if cfg.precision == "fp16" and not torch.cuda.is_available():
+        raise QwenKDError("precision fp16 needs a GPU: use fp32 or auto on CPU")
     out = Path(cfg.output_dir)
     check_output_dir(out)
     keep_freed_memory()
     tok = tok or load_tokenizer(cfg.student_tokenizer or cfg.student, cfg.trust_remote_code)
     tok.padding_side = "right"
-    completions = None
-    if cfg.target == "teacher":
-        if not cfg.teacher_outputs or not Path(cfg.teacher_outputs).exists():
-            raise QwenKDError(f"{cfg.teacher_outputs}: teacher outputs not found (run `qwen-kd teacher` first, or set target: reference)")
-        completions = {i: r["teacher_output"] for i, r in read_done(Path(cfg.teacher_outputs)).items()}
+    completions = _completions(cfg)
     student = load_student(cfg) if student is None else with_adapter(student, cfg)
     teacher, cache, n = _teacher_targets(cfg, teacher_cfg, teacher, student, tok)
     ds, drops = build_dataset(read_jsonl(cfg.data), tok, cfg.max_length, completions, cache)

@@ -108,3 +108,34 @@ def test_vram_cli(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "online: fits a 24 GiB card" in r.stdout and "generation:" in r.stdout and "eval:" in r.stdout
     one_line_error(qkd("vram", "--config", cfg, "--set", "precision=fp8"), "precision must be auto, fp32, bf16, fp16 or bf16-pure, got 'fp8'")
+
+def test_data_with_config(tmp_path, demo_files):
+    "`qwen-kd data --config` reads the data section like the other stages; --set and flags override it, in that order."
+    cfg = tmp_path/"run.yaml"
+    cfg.write_text(f"data:\n  grpo: {demo_files['grpo']}\n  sft: {demo_files['sft']}\n  out: {tmp_path/'mixed'}\n"
+                   "  val_frac: 0.3\n  seed: 1\n")
+    r = qkd("data", "--config", cfg, "--set", "seed=3", "--val-frac", "0.2")
+    assert r.returncode == 0, r.stderr
+    st = json.loads((tmp_path/"mixed"/"stats.json").read_text())
+    assert st["seed"] == 3  # --set over the file
+    n = st["counts"]["train"] + st["counts"]["val"]
+    assert abs(st["counts"]["val"] - 0.2 * n) <= 2  # the flag over the file's 0.3
+    one_line_error(qkd("data", "--config", cfg, "--mode", "halves"), "invalid choice: 'halves'")
+
+def test_config_field_becomes_a_flag():
+    "A field added to a config dataclass shows up as a flag, with its help, without touching the CLI."
+    from dataclasses import dataclass
+    from qwen_kd.core import knob
+    from qwen_kd.train import KDConfig
+    from qwen_kd.cli import SECTIONS, make_parser, flag_values
+    @dataclass
+    class MyKD(KDConfig):
+        warmup_ratio: float = knob(0.05, "share of the run spent warming up the learning rate")
+        schedule: str = knob("linear", "learning-rate schedule", ("linear", "cosine"))
+    p = make_parser({**SECTIONS, "train": MyKD})
+    a = p.parse_args(["train", "--warmup-ratio", "0.1", "--schedule", "cosine", "--alpha", "0.3", "--no-fused"])
+    assert flag_values(a, MyKD) == {"warmup_ratio": 0.1, "schedule": "cosine", "alpha": 0.3, "fused": False}
+    help_text = p._subparsers._group_actions[0].choices["train"].format_help()
+    assert "--warmup-ratio" in help_text and "share of the run spent warming up" in help_text
+    assert "{linear,cosine}" in help_text
+    assert "--warmup-ratio" not in make_parser()._subparsers._group_actions[0].choices["train"].format_help()

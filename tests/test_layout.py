@@ -68,3 +68,9 @@ def test_vram_estimator_loads_no_trainer():
     code = "import sys, qwen_kd.vram; print('transformers.trainer' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+def test_no_line_over_120_characters():
+    "Exported code stays readable at the docs' width; nbdev's own `__all__` line (wrapped before its prefix) is exempt."
+    long = [f"{p.name}:{i}" for p in PKG.glob("*.py") if p.name != "_modidx.py"
+            for i, l in enumerate(p.read_text().splitlines(), 1) if len(l) > 120 and not l.startswith("__all__ = [")]
+    assert not long, long
