@@ -24,7 +24,7 @@ a bf16 student with 8-bit AdamW.
     PYTHONPATH=. python benchmarks/gpu_real_size.py --only-8bit --chunk 256    # the 24 GiB setting (gpu_real_size.chunk256.out.txt)
     PYTHONPATH=. python benchmarks/gpu_real_size.py --tiny    # the same code on CPU with tiny configs (smoke test)
 """
-import argparse, contextlib, gc, json, logging, math, os, statistics, sys, tempfile, time, warnings
+import argparse, contextlib, gc, json, logging, math, os, statistics, tempfile, time, warnings
 os.environ.setdefault("HF_HUB_OFFLINE", "1"); os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import torch
 warnings.filterwarnings("ignore", message="MatMul8bitLt")  # bitsandbytes, once per 8-bit matmul
@@ -36,6 +36,7 @@ from qwen_kd.vram import KNOWN_CONFIGS, LINEARS, as_config, estimate_vram, alloc
 from qwen_kd.vram_check import synthetic_batch, target_tokens
 import qwen_kd.train
 from qwen_kd.train import KDConfig, KDTrainer, training_args, logits_to_keep
+from provenance import header, footer
 
 TINY = {"teacher": dict(model_type="qwen2", vocab_size=152064, hidden_size=128, num_hidden_layers=2, intermediate_size=256,
                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False),
@@ -105,7 +106,7 @@ def run_case(name: str, a, teacher, t_set: dict, batch: dict, mode: str, precisi
     peak = torch.cuda.max_memory_allocated() if dev == "cuda" else 0
     used = (lambda f, t: t - f)(*torch.cuda.mem_get_info()) if dev == "cuda" else 0
     if mode != "online": peak, used = peak - base, used - base  # estimates without a teacher leave its weights out
-    else: peak, used = peak - left, used - left  # tensors an earlier step left behind (see eight_bit_teacher)
+    else: peak, used = peak - left, used - left  # tensors an earlier step left behind (see save_with_lora); printed
     measured = peak
     est = estimate_vram("online" if mode == "online" else "seqkd", **(t_set if mode == "online" else {}),
                         student=as_config(a.student), student_precision=STUDENT_PRECISION[precision], optimizer=optim,
@@ -116,7 +117,7 @@ def run_case(name: str, a, teacher, t_set: dict, batch: dict, mode: str, precisi
     r = dict(case=name, mode=mode, precision=precision, optim=optim, loss="fused" if fused else "naive", gc=gc_on,
              measured_gib=measured / GiB, estimated_gib=allocated(est) / GiB, error=allocated(est) / max(measured, 1) - 1,
              estimated=not fp32_mm,  # the estimator models KDTrainer as it is (16-bit matmuls under bf16)
-             device_used_gib=used / GiB, estimated_total_gib=est["total"] / GiB, est_phase=est.phase,
+             device_used_gib=used / GiB, estimated_total_gib=est["total"] / GiB, est_phase=est.phase, left_gib=left / GiB,
              step_s=step, tokens_per_s=B * L / step, target_tokens_per_s=target_tokens(batch) / step)
     del tr, student, ds; gc.collect()
     if dev == "cuda": torch.cuda.empty_cache()
@@ -163,7 +164,7 @@ def main():
     a.teacher, a.student = (TINY["teacher"], TINY["student"]) if a.tiny else (KNOWN_CONFIGS["Qwen/Qwen2.5-7B"], KNOWN_CONFIGS["Qwen/Qwen1.5-1.8B"])
     if a.tiny: a.batch, a.length, a.steps = 2, 64, 3
     T0 = time.perf_counter()
-    say("# command: PYTHONPATH=. python benchmarks/gpu_real_size.py " + " ".join(sys.argv[1:]))
+    say(header())
     gpu = torch.cuda.get_device_name() if a.device == "cuda" else "cpu"
     say(f"# {time.strftime('%Y-%m-%d %H:%M')}, {gpu}, torch {torch.__version__}, batch {a.batch} x {a.length} tokens, chunk_size {a.chunk}, "
         f"{a.steps} steps per case (median of steps 3..{a.steps})")
@@ -206,10 +207,16 @@ def main():
     say("\n| case | measured GiB (max allocated) | estimated GiB (allocated) | error | estimated peak phase | device used GiB | "
         "estimated total GiB | ms/step | tokens/s | step vs SFT |\n|---|---:|---:|---:|---|---:|---:|---:|---:|---:|")
     for r in rows: say(row(r, sft))
+    for r in rows:
+        if r["left_gib"]:  # the subtraction is part of the measurement: say it next to the table
+            say(f"{r['case']}: measured {r['measured_gib']:.2f} GiB = max_memory_allocated "
+                f"{r['measured_gib'] + r['left_gib']:.2f} GiB minus {r['left_gib']:.2f} GiB that the bf16 teacher's "
+                f"PEFT round trip left allocated before the case began (device used likewise)")
     on = next((r for r in rows if r["case"].startswith("online KD, fused loss, mixed")), None)
     off = next((r for r in rows if r["mode"] == "offline"), None)
     if on and off: say(f"\noffline / online step time: {off['step_s'] / on['step_s']:.2f}")
     say(f"total {time.perf_counter() - T0:.0f} s")
+    say(footer(T0))
     if a.json: open(a.json, "w").write(json.dumps(rows, indent=1))
 
 if __name__ == "__main__":

@@ -8,10 +8,10 @@ The three trainers (one student copy each, same init) step in turn, round after 
 on the machine hits all three alike; after warm-up rounds the median of each is reported.
 The offline cache (sampled, k = 16) is written once by `cache_teacher_logits`; its one-time cost is printed apart.
 
-    PYTHONPATH=. python benchmarks/kd_step.py            # ~2-4 minutes on 2 idle cores
+    PYTHONPATH=. python benchmarks/kd_step.py | tee benchmarks/kd_step.out.txt    # ~2-4 minutes on 2 idle cores
     PYTHONPATH=. python benchmarks/kd_step.py --rounds 20 --warmup 3
 """
-import argparse, itertools, os, random, statistics, sys, tempfile, time, warnings
+import argparse, os, random, statistics, tempfile, time, warnings
 from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1"); os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import torch
@@ -19,6 +19,7 @@ from qwen_kd.demo import tiny_qwen2, qwen_tokenizer, TEACHER_ROWS, STUDENT_ROWS,
 from qwen_kd.teacher import SparseCache, cache_teacher_logits
 from qwen_kd.loss import shared_vocab, fused_kd_loss
 from qwen_kd.train import KDConfig, KDTrainer, KDCollator, build_dataset, training_args, keep_freed_memory
+from provenance import header, footer
 
 STUDENT = dict(hidden=128, layers=4, heads=4, kv_heads=2, intermediate=384)
 TEACHER = dict(hidden=512, layers=4, heads=8, kv_heads=4, intermediate=1536)
@@ -101,9 +102,8 @@ def main():
     students = {m: tiny_qwen2(0, vocab_size=STUDENT_ROWS, **STUDENT) for m in MODES}  # same init for the three
     n = shared_vocab(t_tok, s_tok)
     exs = examples(a.examples, a.prompt, a.reply)
-    print("# command: PYTHONPATH=. python benchmarks/kd_step.py " + " ".join(sys.argv[1:]))
-    print(f"# KD step time ({time.strftime('%Y-%m-%d %H:%M')}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"load average at start {load0[0]:.2f} on {os.cpu_count()} cores)")
+    print(header())
+    print("# KD step time: plain SFT vs online KD vs offline sparse KD, interleaved rounds")
     print(f"student {params(students['sft']):.1f}M params ({STUDENT_ROWS} rows, {STUDENT}), teacher {params(teacher):.1f}M "
           f"({TEACHER_ROWS} rows, {TEACHER}): {params(teacher) / params(students['sft']):.1f}x; shared vocab {n}")
     with tempfile.TemporaryDirectory() as d:
@@ -156,6 +156,7 @@ def main():
     print(f"load average at start {load0[0]:.2f}, at end {load1[0]:.2f} on {os.cpu_count()} cores"
           + ("; the cores were shared with other jobs: absolute ms are noisy, the ratios are measured interleaved" if max(load0[0], load1[0]) > os.cpu_count() * 0.75 else "")
           + f"; total {time.perf_counter() - T0:.0f} s")
+    print(footer(T0))
 
 if __name__ == "__main__":
     main()

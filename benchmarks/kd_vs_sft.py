@@ -31,7 +31,7 @@ reused by a rerun, --fresh retrains):
     PYTHONPATH=. python benchmarks/kd_vs_sft.py --work /tmp/kd_vs_sft | tee benchmarks/kd_vs_sft.out.txt
     PYTHONPATH=. python benchmarks/kd_vs_sft.py --budgets 50 150 300 --seeds 0 1 2   # longer
 """
-import argparse, contextlib, gc, json, math, os, shutil, statistics, sys, time
+import argparse, contextlib, gc, json, math, os, shutil, statistics, time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1"); os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from qwen_kd.demo import build_demo_assets, make_demo_data
 from qwen_kd.demo import demo_config
 from qwen_kd.pipeline import link_sections
-from qwen_kd.core import (QwenKDError, read_jsonl, read_done, to_jsonl, prompt_messages, reference, tokenize_chat,
+from qwen_kd.core import (read_jsonl, read_done, to_jsonl, prompt_messages, reference, tokenize_chat,
                           kd_collator)
 from qwen_kd.models import load_tokenizer
 from qwen_kd.data import DataConfig, prepare_data
@@ -51,6 +51,7 @@ from qwen_kd.train import KDConfig, train_student
 from qwen_kd.eval import answer_accuracy, perplexity, teacher_agreement
 from qwen_kd.loss import shared_vocab
 from transformers import AutoModelForCausalLM, TrainerCallback
+from provenance import header, footer
 
 LABEL = {"seqkd": "(a) seqkd: CE on pseudo-labels", "online": "(b) online FKL KD, T=2",
          "offline": "(c) offline sparse KD, T=1"}
@@ -231,7 +232,7 @@ def main():
     log = work/"train.log"
     variants = a.variants
     T0, load0 = time.perf_counter(), os.getloadavg()
-    say("# command: PYTHONPATH=. python benchmarks/kd_vs_sft.py " + " ".join(sys.argv[1:]))
+    say(header())
     say(f"# KD vs SFT on the embedded default  ({time.strftime('%Y-%m-%d %H:%M')}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, {os.cpu_count()} cores, load average at start {load0[0]:.2f})")
     say(f"budgets (seqkd steps) {a.budgets}, seeds {a.seeds}, variants {variants}")
@@ -339,6 +340,7 @@ def main():
         + (": the cores were shared with other jobs, absolute seconds are noisy (slower than on idle cores); the cost ratios "
            "are measured side by side" if noisy else ""))
     say(f"total {time.perf_counter() - T0:.0f} s; Trainer logs in {log}")
+    say(footer(T0))
 
 if __name__ == "__main__":
     main()

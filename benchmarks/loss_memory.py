@@ -13,7 +13,7 @@ Liger-kernel is not measured: it is not installed in this project's environment 
 into the shared environment was out of scope); its `chunked_loss` JSD with `compiled=False` may run on CPU and would
 be the natural third column.
 
-    python benchmarks/loss_memory.py            # the table and the ratio lines
+    PYTHONPATH=. python benchmarks/loss_memory.py --ns 1024 2048 4096 | tee benchmarks/loss_memory.out.txt   # the lines and ratios
     python benchmarks/loss_memory.py --one fused 1024 --V 32000 --H 512   # one JSON line, used by nbs/02_loss
 """
 import argparse, json, os, resource, subprocess, sys, time
@@ -57,8 +57,11 @@ if __name__ == "__main__":
     p.add_argument("--chunk", type=int, default=256)
     p.add_argument("--ns", type=int, nargs="+", default=[1024, 4096])
     a = p.parse_args()
-    if a.one: print(json.dumps(one(a.one[0], int(a.one[1]), a.V, a.H, a.chunk))); sys.exit()
+    if a.one: print(json.dumps(one(a.one[0], int(a.one[1]), a.V, a.H, a.chunk))); sys.exit()  # one JSON line only
     import torch
+    from provenance import header, footer
+    T0 = time.perf_counter()
+    print(header(), flush=True)
     print(f"V={a.V:,} H={a.H:,} fp32 CPU ({torch.get_num_threads()} threads), forward+backward, FKL T=2 alpha=0.5, fused chunk={a.chunk}")
     res = {}
     for n in a.ns:
@@ -79,3 +82,4 @@ if __name__ == "__main__":
     print(f"naive/fused memory at N={n}: {res['naive', n]['peak_mb'] / res['fused', n]['peak_mb']:.1f}x{note}")
     m = base or n
     print(f"naive/fused time at N={m}: {res['naive', m]['secs'] / res['fused', m]['secs']:.1f}x")
+    print(footer(T0))

@@ -2,9 +2,10 @@
 
 Tiny-but-realistic teacher: Qwen2 architecture, hidden 256, 4 layers, 152,064 embedding rows (Qwen2.5-7B's),
 random init, fp32 on CPU. 64 chat prompts, greedy decoding, the same GenerationConfig for both.
-Run: PYTHONPATH=. python benchmarks/teacher_throughput.py
+Run: PYTHONPATH=. python benchmarks/teacher_throughput.py | tee benchmarks/teacher_throughput.out.txt
 """
 import time, torch
+from provenance import header, footer
 from qwen_kd.demo import tiny_qwen2, qwen_tokenizer, TEACHER_ROWS
 from qwen_kd.core import encode_prompt
 from qwen_kd.teacher import GenConfig, generate
@@ -32,6 +33,8 @@ def timed(f):
     t0 = time.perf_counter(); r = f(); return r, time.perf_counter() - t0
 
 if __name__ == "__main__":
+    T0 = time.perf_counter()
+    print(header(), flush=True)
     torch.manual_seed(0)
     tok = qwen_tokenizer("qwen2.5")
     model = tiny_qwen2(vocab_size=TEACHER_ROWS, hidden=256, layers=4, heads=4, kv_heads=2, intermediate=1024)
@@ -51,3 +54,4 @@ if __name__ == "__main__":
     tok_agree = sum(x == y for a, b in zip(loop, batched) for x, y in zip(a, b)) / max(tl, 1)
     print(f"identical token ids: {same}/{N} completions" + ("" if same == N else
           f" (token agreement {tok_agree:.3f}: left padding changes the summation order of a few near-tie argmaxes)"))
+    print(footer(T0))

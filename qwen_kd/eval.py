@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 import matplotlib.pyplot as plt
+from matplotlib.ticker import LogFormatter
 import sacrebleu
 import torch
 import torch.nn.functional as F
@@ -278,24 +279,32 @@ def report_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 # %% ../nbs/04_eval.ipynb #4cecf9e7
-def plot_report(report: dict, path: str|Path|None = None) -> bytes: # the PNG, also saved to `path` if given
-    "One panel per metric; in each, bars per model for all examples and for each source (GRPO vs SFT)."
+_PANELS = {"bleu": ("BLEU ↑", "score (0–100)"), "rougeL": ("ROUGE-L F1 ↑", "score (0–100)"),
+           "ppl": ("Perplexity on the references ↓", "perplexity (log scale)"),
+           "answer_accuracy": ("Answer accuracy ↑", "share of replies correct (0–1)")}
+
+def plot_report(report: dict, path: str|Path|None = None, # the PNG is also saved here if given
+                title: str = "Each model on all examples and per source") -> bytes: # the PNG
+    "A panel per metric; in each, bars per model for all examples and for each source (GRPO vs SFT)."
     names = list(report["models"])
     srcs = ["all"] + sorted({s for m in report["models"].values() for s in m.get("by_source", {})})
-    ks = ("bleu", "rougeL", "ppl", "answer_accuracy")
-    fig, axs = plt.subplots(1, len(ks), figsize=(3.6 * len(ks), 3.2))
+    fig, axs = plt.subplots(2, 2, figsize=(9, 6))
     w = 0.8 / len(srcs)
-    for ax, k in zip(axs, ks):
+    for ax, (k, (name, unit)) in zip(axs.flat, _PANELS.items()):
         for j, s in enumerate(srcs):
             vals = [(report["models"][n] if s == "all" else report["models"][n].get("by_source", {}).get(s, {}))
                     .get(k, float("nan")) for n in names]
-            ax.bar([i + j * w for i in range(len(names))], vals, width=w, label=s)
-        ax.set_xticks([i + 0.4 - w / 2 for i in range(len(names))], names, rotation=20)
-        ax.set_title(k + (" (log)" if k == "ppl" else ""))
-        if k == "ppl": ax.set_yscale("log")
-    axs[0].legend(fontsize=8)
+            ax.bar([i + j * w for i in range(len(names))], vals, width=w, label=s if s == "all" else f"{s} only")
+        ax.set_xticks([i + 0.4 - w / 2 for i in range(len(names))], names)
+        ax.set_title(name, fontsize=10); ax.set_ylabel(unit)
+        if k == "ppl":  # plain numbers on the log axis (3, 4, 6), not 6×10⁰
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(LogFormatter())
+            ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
+    axs[0, 0].legend(title="examples", fontsize=8)
+    fig.suptitle(title); fig.tight_layout()
     buf = io.BytesIO()
-    fig.tight_layout(); fig.savefig(buf, format="png", dpi=100); plt.close(fig)
+    fig.savefig(buf, format="png", dpi=100); plt.close(fig)
     if path is not None: Path(path).write_bytes(buf.getvalue())
     return buf.getvalue()
 

@@ -15,12 +15,12 @@ from .models import load_tokenizer
 from .teacher import GenConfig, generate, load_teacher
 from .loss import KINDS
 from .train import train_student
-from .eval import answer_accuracy
+from .eval import answer_accuracy, teacher_agreement
 from .pipeline import load_config, run_pipeline
 from .demo import DEMO_VERSION, build_demo_assets, cache_dir, demo_config
 
 # %% auto #0
-__all__ = ['playground_config', 'kd_playground']
+__all__ = ['playground_config', 'heldout_fit', 'plot_runs', 'kd_playground']
 
 # %% ../nbs/03c_playground.ipynb #48324d9d
 def playground_config(out: str|Path|None = None, size: int = 200) -> dict:
@@ -44,6 +44,17 @@ def _val_accuracy(model, tok, examples: list[dict], max_new_tokens: int) -> floa
                     GenConfig(max_new_tokens=max_new_tokens, batch_size=64))
     return answer_accuracy([h["text"] for h in hyps], [e["answer"] for e in exs])
 
+# %% ../nbs/03c_playground.ipynb #5a4256f2
+def heldout_fit(teacher, student, tok, examples: list[dict], # held-out examples with a reference reply
+                batch_size: int = 32) -> dict[str, float]:
+    "KL(teacher‖student) per reply token at T = 1 (`kl`) and top-1 agreement (`top1`) on `examples`' replies."
+    n = min(teacher.config.vocab_size, student.config.vocab_size, len(tok))  # the ids both models score, as in training
+    was = student.training
+    student.eval()
+    try: r = teacher_agreement(teacher, student, tok, examples, vocab_size=n, batch_size=batch_size)
+    finally: student.train(was)
+    return {"kl": r["kl_teacher_student"], "top1": r["top1_agreement"]}
+
 # %% ../nbs/03c_playground.ipynb #b55825f2
 def _controls(W, steps: int):
     "The widget: T, alpha and divergence controls, a steps slider, Run, the plot and the results; no run yet."
@@ -56,50 +67,77 @@ def _controls(W, steps: int):
     ui.children = [W.HBox([ui.T, ui.alpha]), W.HBox([ui.divergence, ui.steps, ui.run]), ui.plot, ui.result]
     return ui
 
+# %% ../nbs/03c_playground.ipynb #7ed42bc3
+def plot_runs(runs: list[dict]): # run records, as in `kd_playground(...).runs`
+    "KD and CE per step, held-out KL(teacher‖student) and top-1 agreement per run; returns the Figure."
+    fig, axs = plt.subplots(2, 2, figsize=(9, 5.6), sharex=True)
+    for i, r in enumerate(runs):
+        acc = f", val acc {r['accuracy']:.2f}" if "accuracy" in r else ""
+        kw = dict(color=f"C{i % 10}", label=f"T={r['T']} α={r['alpha']} {r['divergence']}{acc}")
+        axs[0, 0].plot(r["step"], r["kd"], **kw); axs[0, 1].plot(r["step"], r["ce"], **kw)
+        axs[1, 0].plot(r.get("fit_step", []), r.get("kl", []), marker="o", **kw)
+        axs[1, 1].plot(r.get("fit_step", []), r.get("top1", []), marker="o", **kw)
+    for ax, t, y in zip(axs.flat, ("KD term (T²-scaled), train batches", "CE on pseudo-labels, train batches",
+                                   "held-out KL(teacher‖student), T = 1", "held-out top-1 agreement"),
+                        ("loss per token", "nats per token", "nats per token", "share of reply tokens")):
+        ax.set(title=t, ylabel=y)
+    if all(v > 0 for r in runs for v in r["kd"]): axs[0, 0].set(yscale="log", ylabel="loss per token (log scale)")
+    for ax in axs[1]: ax.set_xlabel("optimiser step")
+    if runs: axs[1, 1].legend(fontsize=8)
+    fig.suptitle("KD playground runs"); fig.tight_layout()
+    return fig
+
 # %% ../nbs/03c_playground.ipynb #16b0dafe
 def _draw(ui):
-    "Redraw the KD and CE curves of every run in `ui.runs` into `ui.plot`."
+    "Redraw `plot_runs(ui.runs)` into `ui.plot`."
     with ui.plot:
         ui.plot.clear_output(wait=True)
-        fig, axs = plt.subplots(1, 2, figsize=(10, 3.2))
-        for r in ui.runs:
-            lab = f"T={r['T']} α={r['alpha']} {r['divergence']}"
-            axs[0].plot(r["step"], r["kd"], label=lab); axs[1].plot(r["step"], r["ce"], label=lab)
-        for ax, t in zip(axs, ("KD term (T²-scaled)", "CE on pseudo-labels")): ax.set_title(t); ax.set_xlabel("step")
-        axs[1].legend(fontsize=8); plt.tight_layout(); plt.show()
+        plot_runs(ui.runs); plt.show()
 
 # %% ../nbs/03c_playground.ipynb #edc593ac
 class _Live(TrainerCallback):
-    "Appends each logged step, KD and CE value to the run record `rec`, and redraws `ui`."
-    def __init__(self, ui, rec): self.ui, self.rec = ui, rec
+    "Appends each logged step, KD and CE value (with `fit`: the held-out fit) to `rec`; redraws `ui`."
+    def __init__(self, ui, rec, fit=None, every: int = 0): self.ui, self.rec, self.fit, self.every = ui, rec, fit, every
+    def _score(self, step: int, model):
+        if self.fit is None or step in self.rec["fit_step"]: return
+        r = self.fit(model)
+        for k, v in (("fit_step", step), ("kl", r["kl"]), ("top1", r["top1"])): self.rec[k].append(v)
+    def on_train_begin(self, args, state, control, model=None, **kw): self._score(state.global_step, model)
+    def on_step_end(self, args, state, control, model=None, **kw):
+        if self.every and state.global_step % self.every == 0: self._score(state.global_step, model)
+    def on_train_end(self, args, state, control, model=None, **kw): self._score(state.global_step, model)
     def on_log(self, args, state, control, logs=None, **kw):
         if logs and "kd" in logs:
             for k, v in (("step", state.global_step), ("kd", logs["kd"]), ("ce", logs["ce"])): self.rec[k].append(v)
             _draw(self.ui)
 
 # %% ../nbs/03c_playground.ipynb #e0e06182
-def _one_run(ui, cfg: dict, teacher, val: list[dict], batch_size: int) -> dict:
+def _one_run(ui, cfg: dict, teacher, tok, val: list[dict], batch_size: int) -> dict:
     "Train and score the student once with the settings of `ui`; the run's record is appended to `ui.runs`."
-    rec = {"T": ui.T.value, "alpha": ui.alpha.value, "divergence": ui.divergence.value, "step": [], "kd": [], "ce": []}
+    rec = {"T": ui.T.value, "alpha": ui.alpha.value, "divergence": ui.divergence.value, "step": [], "kd": [], "ce": [],
+           "fit_step": [], "kl": [], "top1": []}
     ui.runs.append(rec)
+    live = _Live(ui, rec, fit=lambda m: heldout_fit(teacher, m, tok, val), every=max(1, ui.steps.value // 3))
     with tempfile.TemporaryDirectory() as d:
         kd = replace(cfg["train"], temperature=rec["T"], alpha=rec["alpha"], divergence=rec["divergence"],
                      max_steps=ui.steps.value, batch_size=batch_size, logging_steps=1, output_dir=d)
-        tr = train_student(kd, teacher=teacher, callbacks=[_Live(ui, rec)], save_strategy="no")
-        tok = load_tokenizer(kd.student)
+        tr = train_student(kd, teacher=teacher, tok=tok, callbacks=[live], save_strategy="no")
         rec["accuracy"] = _val_accuracy(tr.model.eval(), tok, val, cfg["eval"].max_new_tokens)
+    _draw(ui)
     return rec
 
 # %% ../nbs/03c_playground.ipynb #896584b2
-def _summary(runs: list[dict]) -> str:
-    "An HTML line per run: its settings, its final KD and CE, and its val accuracy."
-    return "<br>".join(f"T={r['T']} α={r['alpha']} {r['divergence']}: final kd {r['kd'][-1]:.3f}, "
-                       f"ce {r['ce'][-1]:.3f}, val accuracy <b>{r['accuracy']:.3f}</b>" for r in runs)
+def _summary(runs: list[dict], sep: str = "<br>") -> str:
+    "A line per run: its settings, its final KD and CE, held-out KL and top-1 agreement (first → last), accuracy."
+    span = lambda xs: f"{xs[0]:.3f} → {xs[-1]:.3f}" if xs else "n/a"
+    return sep.join(f"T={r['T']} α={r['alpha']} {r['divergence']}: final kd {r['kd'][-1]:.3f}, ce {r['ce'][-1]:.3f}; "
+                    f"held-out KL {span(r.get('kl'))}, top-1 agreement {span(r.get('top1'))}, "
+                    f"val accuracy {r['accuracy']:.3f}" for r in runs)
 
 # %% ../nbs/03c_playground.ipynb #c98d7db0
 def kd_playground(steps: int = 40, # default number of optimiser steps per run
                   batch_size: int = 16,
-                  n_val: int = 64, # held-out GRPO prompts scored after each run
+                  n_val: int = 64, # held-out prompts: fit scored during each run, accuracy (those with answers) after
                   out: str|Path|None = None): # where the demo pipeline's data and pseudo-labels are cached
     "ipywidgets controls (T, alpha, divergence, steps, Run) for short KD runs on the embedded default; live loss plots."
     import ipywidgets as W  # optional: pip install 'qwen_kd[widgets]'
@@ -109,8 +147,8 @@ def kd_playground(steps: int = 40, # default number of optimiser steps per run
     def on_run(_):
         ui.run.disabled = True
         try:
-            if "teacher" not in held: held["teacher"] = load_teacher(cfg["teacher"])[0]
-            _one_run(ui, cfg, held["teacher"], val, batch_size)
+            if not held: held.update(teacher=load_teacher(cfg["teacher"])[0], tok=load_tokenizer(cfg["train"].student))
+            _one_run(ui, cfg, held["teacher"], held["tok"], val, batch_size)
             ui.result.value = _summary(ui.runs)
         finally: ui.run.disabled = False
     ui.run.on_click(on_run)

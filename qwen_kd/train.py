@@ -8,6 +8,7 @@ import ctypes, json, random, sys, warnings
 from collections import defaultdict
 from dataclasses import dataclass, asdict
 from pathlib import Path
+import matplotlib.pyplot as plt
 import torch
 from datasets import Dataset
 from fastcore.basics import patch
@@ -22,7 +23,7 @@ from .loss import KINDS, kd_loss, fused_kd_loss, shared_vocab
 # %% auto #0
 __all__ = ['TRAIN_MODES', 'ADAPTERS', 'TRAIN_PRECISIONS', 'KDConfig', 'build_dataset', 'KDCollator', 'training_args', 'KDTrainer',
            'logits_to_keep', 'with_adapter', 'load_student', 'keep_freed_memory', 'last_checkpoint', 'save_student',
-           'train_student']
+           'train_student', 'plot_losses']
 
 # %% ../nbs/03_train.ipynb #2cca233c
 TRAIN_MODES = ("online", "offline", "seqkd", "on_policy")
@@ -484,7 +485,27 @@ def train_student(cfg: KDConfig, teacher_cfg: TeacherConfig|None = None, teacher
     last = last_checkpoint(out) if cfg.resume else None
     trainer.train(resume_from_checkpoint=str(last) if last else None)
     save_student(trainer, cfg, tok)
+    trainer.save_state()  # trainer_state.json: the log history (`plot_losses`)
     if trainer.is_world_process_zero():
         atomic_write(out/"kd_config.json", json.dumps({**asdict(cfg), "dropped": drops, "shared_vocab": n,
                                                        "skipped_steps": trainer.skipped_steps}, indent=2))
     return trainer
+
+# %% ../nbs/03_train.ipynb #0bf78357
+def plot_losses(history, # a `KDTrainer`, its `state.log_history`, or a trainer_state.json (or the folder holding one)
+                title: str = "Training loss and its KD / CE parts", ax=None):
+    "Loss, kd and ce per logged optimiser step, as `KDTrainer` logs them; returns the Figure."
+    if isinstance(history, (str, Path)):
+        p = Path(history)/"trainer_state.json" if Path(history).is_dir() else Path(history)
+        if not p.is_file(): raise QwenKDError(f"{p}: no trainer_state.json (train_student writes one at the end)")
+        history = json.loads(p.read_text())["log_history"]
+    elif hasattr(history, "state"): history = history.state.log_history
+    rows = [l for l in history if "loss" in l]
+    if not rows: raise QwenKDError("no logged training steps to plot (logging_steps larger than the run?)")
+    fig, ax = plt.subplots(figsize=(6.5, 3.5)) if ax is None else (ax.figure, ax)
+    for k, style, label in (("loss", "k-", "loss = α·kd + (1−α)·ce"), ("kd", "C0--", "kd (T²-scaled divergence)"),
+                            ("ce", "C1-.", "ce (cross-entropy)")):
+        xs, ys = [l["step"] for l in rows if k in l], [l[k] for l in rows if k in l]
+        ax.plot(xs, ys, style, marker="o", ms=3, label=label)
+    ax.set_xlabel("optimiser step"); ax.set_ylabel("loss (nats per target token)"); ax.set_title(title); ax.legend()
+    return fig

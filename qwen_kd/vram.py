@@ -259,6 +259,17 @@ def trainable_tensors(config, kind: str = "full", # full | lora | qlora
         return [s.V * s.H] + per_layer * s.layers + [s.H] + ([] if s.tied else [s.V * s.H])
     return [n for t in targets for n in (rank * lin[t][0], rank * lin[t][1])] * s.layers
 
+# %% ../nbs/03a_vram.ipynb #6f6d5b7c
+def _cpu_adamw_tmp(config, kind: str = "full", # full | lora | qlora
+                   rank: int = 16, targets=LINEARS) -> int: # elements
+    "Peak elements of CPU AdamW's temporaries: the previous matrix's denominator and two of the current matrix."
+    s = shape(config)
+    lin = layer_linears(s)
+    if kind == "full":
+        mats = [s.V * s.H] + [i * o for i, o, _ in lin.values()] * s.layers + ([] if s.tied else [s.V * s.H])
+    else: mats = [n for t in targets for n in (rank * lin[t][0], rank * lin[t][1])] * s.layers
+    return max(prev + 2 * cur for prev, cur in zip([0] + mats[:-1], mats))
+
 # %% ../nbs/03a_vram.ipynb #e26da86b
 VRAM_MODES = ("generation", "online", "seqkd", "eval")
 COMPONENTS = ("teacher weights", "teacher LoRA", "student weights", "gradients", "optimizer", "activations",
@@ -341,8 +352,8 @@ def _student_side(cfg: VRAMSettings) -> dict:
     sizes = trainable_tensors(cfg.student, kind, cfg.student_lora_rank, cfg.student_lora_targets)
     gb = d if kind == "full" else 4  # PEFT keeps adapters in fp32
     grads = sum(sizes) * gb
-    big = max(sizes) * gb
-    opt_tmp = {"adamw_torch": grads if cfg.device == "cuda" else 2 * big}.get(cfg.optimizer, 0)
+    cpu_tmp = _cpu_adamw_tmp(cfg.student, kind, cfg.student_lora_rank, cfg.student_lora_targets) * gb
+    opt_tmp = {"adamw_torch": grads if cfg.device == "cuda" else cpu_tmp}.get(cfg.optimizer, 0)
     lin = sum(i * o + (o if b else 0) for i, o, b in layer_linears(s).values())
     full_mixed = p == "mixed" and kind == "full"
     return dict(
