@@ -4,22 +4,22 @@
 
 # %% ../nbs/06_cli.ipynb #afa6c38e
 from __future__ import annotations
-import argparse, errno, json, logging, os, sys, warnings
+import argparse, errno, functools, json, logging, os, sys, warnings
 from dataclasses import MISSING, fields
 from pathlib import Path
 import yaml
 # bitsandbytes warns on import when an optional CPU kernel is not installed; it is not the user's problem
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 from transformers.utils import logging as hf_logging
-from .core import QwenKDError
+from .core import QwenKDError, QwenKDWarning, disk_full
 from .eval import report_markdown, parse_models
 from .vram import estimate_run, vram_summary
 from .pipeline import (SECTIONS, make_config, link_sections, read_yaml, load_config, with_overrides,
-                              check_outputs, run_pipeline)
+                              check_outputs, run_pipeline, safe_yaml)
 from .demo import demo_config, run_demo  # re-exported: they lived here before
 
 # %% auto #0
-__all__ = ['config_flags', 'flag_values', 'make_parser', 'vram_report', 'cli', 'user_error', 'main']
+__all__ = ['config_flags', 'flag_values', 'make_parser', 'vram_report', 'cli', 'user_error', 'one_line', 'main']
 
 # %% ../nbs/06_cli.ipynb #90f1a846
 class _Parser(argparse.ArgumentParser):
@@ -35,8 +35,8 @@ def _default(f):
 
 # %% ../nbs/06_cli.ipynb #054cc0b1
 def _flag_value(text: str):
-    "A flag's text read as YAML (`5e-5`, `null`, `[a, b]`), as `--set` and the config file read it."
-    try: return yaml.safe_load(text)
+    "A flag's text read as YAML (`5e-5`, `null`, `[a, b]`), as `--set` and the config file read it (bombs refused)."
+    try: return safe_yaml(text)
     except yaml.YAMLError: return text
 
 # %% ../nbs/06_cli.ipynb #38347822
@@ -73,20 +73,24 @@ _STAGE_HELP = {"data": "mix GRPO and SFT data into train.jsonl / val.jsonl / sta
                "eval": "evaluate models and write the report"}
 
 # %% ../nbs/06_cli.ipynb #5c36e237
+_FORCE_HELP = "run even if the GPU memory pre-flight says the stage will not fit (its estimate can be off)"
+
 def _stage_parser(sub, name: str, cls):
-    "The `name` stage's subcommand: `--config`, `--set`, and one flag per field of `cls`."
+    "The `name` stage's subcommand: `--config`, `--set`, `--force` (GPU stages), and one flag per field of `cls`."
     s = sub.add_parser(name, help=_STAGE_HELP[name])
     s.add_argument("--config", help="pipeline YAML; this command runs its stage")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key of the stage's section (YAML value)")
+    if name != "data": s.add_argument("--force", action="store_true", help=_FORCE_HELP)
     config_flags(s, cls)
 
 # %% ../nbs/06_cli.ipynb #8f9ad066
 def _run_parser(sub):
-    "`qwen-kd run CONFIG.yaml [--stages ...]`."
+    "`qwen-kd run CONFIG.yaml [--stages ...] [--force]`."
     r = sub.add_parser("run", help="run every stage of a pipeline YAML")
     r.add_argument("config", help="pipeline YAML with data/teacher/train/eval sections")
     r.add_argument("--stages", default="data,teacher,train,eval", help="comma-separated subset, in order")
+    r.add_argument("--force", action="store_true", help=_FORCE_HELP)
 
 # %% ../nbs/06_cli.ipynb #92a376db
 def _demo_parser(sub):
@@ -147,7 +151,7 @@ def _run_stage(a: argparse.Namespace):
         raise QwenKDError("eval needs --config, or --models and --data")
     raw = with_overrides(read_yaml(a.config) if a.config else {}, a.cmd, a.set)
     raw[a.cmd].update(flag_values(a, SECTIONS[a.cmd]))  # flags win over --set, --set over the file
-    res = run_pipeline(load_config(a.config or "command line", raw), stages=(a.cmd,))
+    res = run_pipeline(load_config(a.config or "command line", raw), stages=(a.cmd,), force=getattr(a, "force", False))
     print(_stage_summary(a.cmd, res[a.cmd]))
 
 # %% ../nbs/06_cli.ipynb #bfbdc41f
@@ -155,8 +159,9 @@ def _run(a: argparse.Namespace):
     "`qwen-kd run CONFIG.yaml`: the listed stages of the pipeline YAML, in order."
     stages = tuple(s.strip() for s in a.stages.split(",") if s.strip())
     bad = [s for s in stages if s not in SECTIONS]
+    if not stages: raise QwenKDError(f"--stages: no stage given; stages are {', '.join(SECTIONS)}")
     if bad: raise QwenKDError(f"--stages: unknown stage {bad[0]!r}; stages are {', '.join(SECTIONS)}")
-    run_pipeline(load_config(a.config), stages)
+    run_pipeline(load_config(a.config), stages, force=a.force)
 
 # %% ../nbs/06_cli.ipynb #b1f927b5
 def _demo(a: argparse.Namespace):
@@ -191,27 +196,49 @@ def _quiet_libraries():
     for cat in (FutureWarning, DeprecationWarning): warnings.filterwarnings("ignore", category=cat)
 
 # %% ../nbs/06_cli.ipynb #99e9bdc9
+_PATH_ERRORS = {errno.EROFS: "read-only file system", errno.ENAMETOOLONG: "a name in the path is too long",
+                errno.ENOTDIR: "a part of the path is a file, not a folder", errno.EISDIR: "is a folder",
+                errno.ELOOP: "too many symbolic links", errno.ENOENT: "no such file or folder"}
+
 def user_error(e: BaseException) -> str|None:
     "The one-line message for an exception a user can fix (`QwenKDError`, a full disk, a denied path); None for a bug."
     if isinstance(e, QwenKDError): return str(e)
-    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-        return (f"no space left on device while writing {e.filename or 'the output'}: "
+    if not isinstance(e, OSError): return None
+    if disk_full(e):
+        what = {errno.EFBIG: "file too large (a file size limit)", errno.EDQUOT: "disk quota exceeded"}
+        return (f"{what.get(e.errno, 'no space left on device')} while writing {e.filename or 'the output'}: "
                 "free space or point out to another disk")
     if isinstance(e, PermissionError):
         return f"permission denied: {e.filename or 'a file'} (check its permissions or choose another path)"
+    if e.errno in _PATH_ERRORS and e.filename:
+        return f"{e.filename}: {_PATH_ERRORS[e.errno]} (check the path)"
     return None
+
+# %% ../nbs/06_cli.ipynb #87993851
+_BREAKS = {c: repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}  # what str.splitlines splits on
+
+def one_line(msg: str) -> str:
+    "`msg` with every line break escaped, so that it prints as exactly one line."
+    return msg.translate(str.maketrans(_BREAKS))
+
+# %% ../nbs/06_cli.ipynb #b4c82ed8
+def _show_warning(default, message, category, filename, lineno, file=None, line=None):
+    "`warnings.showwarning` for the CLI: a `QwenKDWarning` as one line, anything else through `default`."
+    if not issubclass(category, QwenKDWarning): return default(message, category, filename, lineno, file, line)
+    print(f"qwen-kd: warning: {one_line(str(message))}", file=sys.stderr)
 
 # %% ../nbs/06_cli.ipynb #edaf1379
 def main(argv: list[str]|None = None):
     "Console entry point: user errors print one line to stderr and exit 2."
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # restores the filters and `showwarning` on the way out
             _quiet_libraries()
+            warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
             sys.exit(cli(argv))
     except (QwenKDError, OSError) as e:
         msg = user_error(e)
         if msg is None: raise  # a bug: keep the traceback (exit 1)
-        print(f"qwen-kd: error: {msg}", file=sys.stderr)
+        print(f"qwen-kd: error: {one_line(msg)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("qwen-kd: interrupted (rerun the same command to resume)", file=sys.stderr)

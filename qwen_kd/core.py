@@ -4,25 +4,33 @@
 
 # %% ../nbs/00_core.ipynb #4ff59152
 from __future__ import annotations
-import difflib, glob, hashlib, json, os, tempfile
+import difflib, errno, glob, hashlib, json, os, re, socket, sys, tempfile, time, warnings
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import field, fields
 from pathlib import Path
 from typing import Iterable, Iterator
 import torch
+try: import fcntl
+except ImportError: fcntl = None  # not on Windows: the lock falls back to the holder's pid
 
 # %% auto #0
-__all__ = ['BOM', 'LENGTH_POLICIES', 'QwenKDError', 'DataError', 'one_of', 'check_choice', 'did_you_mean', 'check_fields', 'knob',
-           'iter_jsonl', 'read_at', 'iter_json_array', 'check_input', 'iter_json', 'checked', 'read_jsonl',
-           'jsonl_lines', 'to_jsonl', 'clear_stale_temps', 'check_output_dir', 'atomic_write', 'write_all',
-           'append_jsonl', 'read_done', 'with_system', 'prompt_messages', 'reference', 'turn_end_id', 'stop_ids',
-           'encode_prompt', 'encode_reply', 'tokenize_chat', 'length_check', 'kd_collator', 'left_pad',
+__all__ = ['BOM', 'LOCK_NAME', 'DISK_ERRNOS', 'LENGTH_POLICIES', 'QwenKDError', 'QwenKDWarning', 'DataError', 'one_of', 'short',
+           'check_choice', 'did_you_mean', 'check_fields', 'knob', 'iter_jsonl', 'read_at', 'iter_json_array',
+           'check_input', 'iter_json', 'checked', 'read_jsonl', 'json_line', 'jsonl_lines', 'to_jsonl',
+           'clear_stale_temps', 'check_output_dir', 'atomic_write', 'write_all', 'append_jsonl', 'read_done',
+           'lock_holder', 'hold_folder', 'disk_full', 'with_system', 'prompt_messages', 'reference', 'turn_end_id',
+           'stop_ids', 'encode_prompt', 'encode_reply', 'tokenize_chat', 'length_check', 'kd_collator', 'left_pad',
            'tokenizer_hash']
 
 # %% ../nbs/00_core.ipynb #42b4ea82
 class QwenKDError(Exception):
     "A user-facing error: printed as one line by the CLI, which then exits with code 2."
 
+
+# %% ../nbs/00_core.ipynb #ad496b21
+class QwenKDWarning(UserWarning):
+    "A warning for the user (a stale lock taken over, a checkpoint skipped): the CLI prints it as one line."
 
 # %% ../nbs/00_core.ipynb #f70be242
 class DataError(QwenKDError):
@@ -44,18 +52,27 @@ def one_of(options) -> str:
     options = [str(o) for o in options]
     return options[0] if len(options) == 1 else f"{', '.join(options[:-1])} or {options[-1]}"
 
+# %% ../nbs/00_core.ipynb #3c0d42af
+def short(value, n: int = 80) -> str:
+    "`repr(value)`, cut to about `n` characters (a huge value in a message stays one readable line)."
+    try: r = repr(value) if not isinstance(value, (list, dict, tuple, set)) or len(value) < 50 else None
+    except RecursionError: r = None
+    r = r or f"<{type(value).__name__} of {len(value)} items>"
+    return r if len(r) <= n else r[:n - 5] + "…" + r[-4:]
+
 # %% ../nbs/00_core.ipynb #fce4a2e3
 def check_choice(name: str, # the knob, as the user writes it
                  value, # what the user gave
                  options, # the values it may take
                  where: str = ""): # prefix naming the file or section, e.g. "run.yaml [train]: "
     "Refuse a value outside `options` with one line that lists them."
-    if value not in options: raise QwenKDError(f"{where}{name} must be {one_of(options)}, got {value!r}")
+    if value not in options: raise QwenKDError(f"{where}{name} must be {one_of(options)}, got {short(value)}")
 
 # %% ../nbs/00_core.ipynb #dc32f8be
-def did_you_mean(word: str, options) -> str:
-    "` (did you mean 'x'?)` for the closest of `options`, or nothing."
-    close = difflib.get_close_matches(word, list(options), n=1)
+def did_you_mean(word, options) -> str:
+    "` (did you mean 'x'?)` for the closest of `options`, or nothing (a word that is not a string has none)."
+    if not isinstance(word, str): return ""
+    close = difflib.get_close_matches(word, [o for o in options if isinstance(o, str)], n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 # %% ../nbs/00_core.ipynb #e4cc961b
@@ -77,6 +94,37 @@ def knob(default, # the field's default (ignored with a `default_factory`)
 # %% ../nbs/00_core.ipynb #f589629f
 BOM = b"\xef\xbb\xbf"
 
+# %% ../nbs/00_core.ipynb #c1cc612d
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")  # a JSON escape of a UTF-16 surrogate (a pair is fine, a lone one not)
+
+def _lone_surrogate(obj) -> str|None:
+    "The first string (or key) in `obj` holding a lone surrogate, which UTF-8 cannot encode; None if there is none."
+    stack = [obj]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, dict): stack += [*x.keys(), *x.values()]
+        elif isinstance(x, list): stack += x
+        elif isinstance(x, str):
+            try: x.encode("utf-8")
+            except UnicodeEncodeError: return x
+    return None
+
+# %% ../nbs/00_core.ipynb #f1a1c4a9
+def _unreadable(err: Exception) -> str:
+    "Why `json.loads` could not read valid-looking JSON: too deep a nesting or too long a number."
+    if isinstance(err, RecursionError): return "nested too deeply"
+    return "a number too long to read" if "digits" in str(err) else (str(err).splitlines() or ["unreadable"])[0][:80]
+
+# %% ../nbs/00_core.ipynb #dca2f987
+def _check_text(path, n: int, rec, raw: str):
+    "`rec`, or a `DataError` if one of its strings is not valid Unicode (`raw`: its JSON text, searched first)."
+    if "\\u" not in raw or not _SURROGATE.search(raw): return rec  # the common case costs one substring search
+    bad = _lone_surrogate(rec)
+    if bad is None: return rec
+    cp = next(f"U+{ord(c):04X}" for c in bad if 0xD800 <= ord(c) < 0xE000)
+    return DataError(path, f"a string holds a lone surrogate {cp} (\\u escape of half a character)", n,
+                     "fix the text or drop the record", reason="not_utf8")
+
 # %% ../nbs/00_core.ipynb #fd8661d5
 def _parse_line(path, n: int, raw: bytes):
     "One JSONL line as a record, or the `DataError` that says why it is not one."
@@ -84,17 +132,19 @@ def _parse_line(path, n: int, raw: bytes):
     except UnicodeDecodeError as err:
         return DataError(path, f"not UTF-8 (byte 0x{raw[err.start]:02x})", n, "re-save the file as UTF-8",
                          col=err.start + 1, reason="not_utf8")
-    try: return json.loads(text)
+    try: return _check_text(path, n, json.loads(text), text)
     except json.JSONDecodeError as err:
         return DataError(path, f"invalid JSON: {err.msg}", n, "fix the JSON syntax on that line", col=err.colno,
                          reason="invalid_json")
+    except (ValueError, RecursionError) as err:
+        return DataError(path, f"invalid JSON: {_unreadable(err)}", n, "fix that line", reason="invalid_json")
 
 # %% ../nbs/00_core.ipynb #64f8b20c
 def _one_object(path, size: int):
     "Raise a wrong-shape error if the whole file is one JSON object (records nested under a key)."
     if size > 200_000_000: return
     try: obj = json.loads(Path(path).read_bytes().removeprefix(BOM))
-    except (ValueError, UnicodeDecodeError): return
+    except (ValueError, UnicodeDecodeError, RecursionError): return
     if isinstance(obj, dict):
         raise DataError(path, f"one JSON object with keys {sorted(obj)[:5]}, expected an array of records or "
                         "JSON Lines", 1, "put the records in a top-level [...] or write one object per line")
@@ -168,7 +218,8 @@ def iter_json_array(path: str|Path, # a file holding one JSON array of records
         if i < len(text) and text[i] == "]": return _check_end(path, text, line, i)
         try: rec, end = dec.raw_decode(text, i)
         except json.JSONDecodeError as err: raise syntax(err.pos, err.msg)
-        yield line(i), rec, None
+        except (ValueError, RecursionError) as err: raise syntax(i, _unreadable(err))
+        yield line(i), _check_text(path, line(i), rec, text[i:end]), None
         i = end
         while i < len(text) and text[i] in " \t\r\n": i += 1
         if i < len(text) and text[i] == ",": i += 1
@@ -208,10 +259,17 @@ def read_jsonl(path: str|Path) -> list[dict]:
     "Every record of a JSON Lines file (a JSON array works too); the first bad one raises its `DataError`."
     return [rec for _, rec in checked(iter_json(path))]
 
+# %% ../nbs/00_core.ipynb #2aa74b07
+_LINE_BREAKS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})  # json.dumps keeps them
+
+def json_line(record) -> str:
+    "`record` as one JSON Lines line (UTF-8 text, not escaped, but with no character any reader takes for a line end)."
+    return json.dumps(record, ensure_ascii=False).translate(_LINE_BREAKS) + "\n"
+
 # %% ../nbs/00_core.ipynb #45b07056
 def jsonl_lines(examples: Iterable[dict]) -> Iterator[str]:
-    "Each example as one JSON line (UTF-8 text, not escaped)."
-    for e in examples: yield json.dumps(e, ensure_ascii=False) + "\n"
+    "Each example as one JSON line (`json_line`: UTF-8 text, not escaped)."
+    for e in examples: yield json_line(e)
 
 # %% ../nbs/00_core.ipynb #b6157ba1
 def to_jsonl(examples: Iterable[dict]) -> str:
@@ -276,7 +334,7 @@ def write_all(folder: str|Path, # the output folder (created if needed)
 def append_jsonl(f, records: list[dict]):
     "Append records to an open file and make them durable (flush + fsync); a full disk names the file."
     try:
-        f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        f.write("".join(json_line(r) for r in records))
         f.flush(); os.fsync(f.fileno())
     except OSError as e:
         if e.errno and e.filename is None: e.filename = f.name
@@ -291,8 +349,124 @@ def read_done(path: Path, repair: bool = True) -> dict[str, dict]:
     good = raw[:raw.rfind(b"\n") + 1]  # everything up to the last complete line
     if repair and len(good) != len(raw):
         with open(path, "r+b") as f: f.truncate(len(good))
-    recs = [json.loads(l) for l in good.decode("utf-8").splitlines() if l.strip()]
-    return {r["id"]: r for r in recs}
+    done = {}
+    for n, line in enumerate(good.split(b"\n"), 1):
+        if not line.strip(): continue
+        rec = _parse_line(path, n, line)  # a bad complete line is damage, not a torn write: say where
+        if isinstance(rec, DataError): raise rec
+        if not isinstance(rec, dict) or "id" not in rec:
+            raise DataError(path, "record without an 'id'", n, "this file is written by qwen-kd: regenerate it")
+        done[str(rec["id"])] = rec
+    return done
+
+# %% ../nbs/00_core.ipynb #e1e70311
+LOCK_NAME = ".qwen-kd.lock"
+
+def lock_holder(folder: str|Path) -> dict|None:
+    "What the lock file of `folder` says about its holder (pid, host, started, command); None if there is none."
+    try: h = json.loads((Path(folder)/LOCK_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError): return None
+    return h if isinstance(h, dict) else None
+
+# %% ../nbs/00_core.ipynb #408b7f15
+def _holder_text(h: dict|None) -> str:
+    "The holder of a lock, in words."
+    if not h: return "a run that has not written its details yet"
+    cmd = str(h.get("command", ""))[:120]
+    return f"pid {h.get('pid')} on {h.get('host')}, started {h.get('started')}" + (f": {cmd}" if cmd else "")
+
+# %% ../nbs/00_core.ipynb #e1ad59e9
+def _alive(pid) -> bool:
+    "Whether a process `pid` runs on this host."
+    try: os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError, OverflowError): return False
+    except PermissionError: return True  # it exists, run by another user
+    return True
+
+# %% ../nbs/00_core.ipynb #26956f1e
+def _make_dirs(folder: Path) -> list[Path]:
+    "Create `folder` and missing parents; returns those made, outermost first (all removed again if one fails)."
+    missing = [q for q in [folder, *folder.parents] if not q.exists()][::-1]
+    made = []
+    try:
+        for q in missing: q.mkdir(); made.append(q)
+    except BaseException:
+        for q in reversed(made): q.rmdir()
+        raise
+    return made
+
+# %% ../nbs/00_core.ipynb #47d5a74e
+def _flock(fd: int) -> bool|None:
+    "Take an exclusive OS lock on `fd` without waiting: True, False if held elsewhere, None if unsupported."
+    if fcntl is None: return None
+    try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError: return False
+    except OSError as e: return None if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL) else False
+    return True
+
+# %% ../nbs/00_core.ipynb #9420222b
+def _busy(folder: Path, h: dict|None, extra: str = "") -> QwenKDError:
+    return QwenKDError(f"{folder}: another qwen-kd run holds this folder ({_holder_text(h)}){extra}; "
+                       "wait for it to finish or choose another output folder")
+
+def _take_lock(folder: Path) -> int:
+    "Open and lock `folder`'s lock file, write who holds it; returns the open descriptor."
+    lock, host = folder/LOCK_NAME, socket.gethostname()
+    for _ in range(20):
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            got = _flock(fd)
+            if got is False: raise _busy(folder, lock_holder(folder))
+            try: same = os.path.samestat(os.fstat(fd), os.stat(lock))
+            except FileNotFoundError: same = False
+            if not same: os.close(fd); continue  # its holder removed it while we waited: take the new one
+            old = lock_holder(folder)
+            if old and old.get("pid") != os.getpid():
+                if old.get("host") != host:
+                    raise _busy(folder, old, f"; if that run is over, delete {lock}")
+                if got is None and _alive(old.get("pid")): raise _busy(folder, old)
+                warnings.warn(f"{folder}: took over the lock of a run that is gone ({_holder_text(old)})",
+                              QwenKDWarning)
+            me = {"pid": os.getpid(), "host": host, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                  "command": " ".join(sys.argv)[:300]}
+            os.ftruncate(fd, 0); os.pwrite(fd, (json.dumps(me) + "\n").encode("utf-8", "backslashreplace"), 0)
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+    raise QwenKDError(f"{folder}: could not take the lock {lock} (it keeps changing); try again")
+
+# %% ../nbs/00_core.ipynb #7c95bebd
+@contextmanager
+def hold_folder(folder: str|Path): # the output folder a stage writes
+    "Hold `folder` for one run: a second run on it is refused with the holder named, a dead holder's lock taken over."
+    folder = Path(folder)
+    made = _make_dirs(folder)
+    try:
+        fd = _take_lock(folder)
+        try: yield folder/LOCK_NAME
+        finally:
+            (folder/LOCK_NAME).unlink(missing_ok=True)
+            os.close(fd)
+    finally:
+        for q in reversed(made):
+            try: q.rmdir()
+            except OSError: break  # not empty: the run wrote its outputs
+
+# %% ../nbs/00_core.ipynb #7878d359
+DISK_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+_DISK_WORDS = re.compile(r"No space left on device|File too large|Disk quota exceeded|os error (?:28|27|122)\b|"
+                         r"PytorchStreamWriter failed writing|inline_container\.cc")
+
+def disk_full(e: BaseException) -> bool:
+    "Whether `e`, or an exception it came from, is a write refused by a full disk, quota or file-size limit."
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in DISK_ERRNOS: return True
+        if not isinstance(e, OSError) and _DISK_WORDS.search(str(e)[:2000]): return True
+        e = e.__cause__ or e.__context__
+    return False
 
 # %% ../nbs/00_core.ipynb #341266a3
 def with_system(messages: list[dict], system: str|None) -> list[dict]:

@@ -25,14 +25,18 @@ __all__ = ['DATASETS_FORMATS', 'ROLES', 'REPLY_KEYS', 'SCHEMAS', 'SHAPES', 'MIX_
 
 # %% ../nbs/00_data.ipynb #dd5e772f
 def iter_parquet(path: str|Path) -> Iterator[tuple[int, dict, None]]:
-    "The rows of a parquet file as dicts, numbered from 1."
-    import pyarrow.parquet as pq
+    "The rows of a parquet file as dicts, numbered from 1; a damaged file names the first row it could not read."
+    import pyarrow as pa, pyarrow.parquet as pq
     try: pf = pq.ParquetFile(path)
     except Exception as err:
         raise DataError(path, f"not a readable parquet file ({type(err).__name__})", hint="re-export it")
-    n = 0
-    for batch in pf.iter_batches(batch_size=2048):
-        for rec in batch.to_pylist():
+    n, batches = 0, pf.iter_batches(batch_size=2048)
+    while True:
+        try: rows = next(batches).to_pylist()  # a damaged page or bad UTF-8 shows only once its batch is read
+        except StopIteration: return
+        except (OSError, UnicodeDecodeError, pa.ArrowException) as err:
+            raise DataError(path, f"damaged parquet file ({type(err).__name__} after row {n})", hint="re-export it")
+        for rec in rows:
             n += 1
             yield n, rec, None
 

@@ -4,18 +4,24 @@
 
 # %% ../nbs/04b_pipeline.ipynb #38f459e8
 from __future__ import annotations
-import time
-from dataclasses import fields
+import itertools, json, os, shutil, time
+from contextlib import nullcontext
+from dataclasses import fields, replace
 from pathlib import Path
+from types import SimpleNamespace
+import torch
 import yaml
-from .core import QwenKDError, did_you_mean, check_output_dir
+from .core import QwenKDError, did_you_mean, check_output_dir, short, hold_folder, disk_full
 from .data import DataConfig, prepare_data
 from .teacher import TeacherConfig, generate_pseudo_labels
-from .train import KDConfig, train_student
+from .train import KDConfig, train_student, last_checkpoint
 from .eval import EvalConfig, evaluate_models
+from .vram import VRAMSettings, as_config, estimate_run, estimate_vram
 
 # %% auto #0
-__all__ = ['SECTIONS', 'make_config', 'link_sections', 'read_yaml', 'with_overrides', 'load_config', 'check_outputs',
+__all__ = ['SECTIONS', 'MAX_YAML_VALUES', 'MAX_YAML_BYTES', 'MAX_YAML_DEPTH', 'FIT_KNOBS', 'make_config', 'link_sections',
+           'YAMLTooLarge', 'safe_yaml', 'read_yaml', 'with_overrides', 'load_config', 'check_outputs',
+           'gpu_free_memory', 'stage_need', 'cheapest_fit', 'preflight', 'stage_folder', 'incomplete_checkpoints',
            'run_pipeline']
 
 # %% ../nbs/04b_pipeline.ipynb #1504fe92
@@ -37,8 +43,23 @@ def _typed(name: str, value, annotation: str, where: str):
         try: value = int(value) if "float" not in kinds else float(value)  # YAML 1.1 reads 5e-5 as a string
         except ValueError: pass
     ok = any(isinstance(value, _KINDS[k][0]) and not (isinstance(value, bool) and k in ("int", "float")) for k in kinds)
-    if not ok: raise QwenKDError(f"{where}: {name} must be {' or '.join(_KINDS[k][1] for k in kinds)}, got {value!r}")
+    if not ok:
+        raise QwenKDError(f"{where}: {name} must be {' or '.join(_KINDS[k][1] for k in kinds)}, got {short(value)}")
     return value
+
+# %% ../nbs/04b_pipeline.ipynb #d59b38b1
+def _check_text(name: str, value, where: str):
+    "Refuse a NUL character or a lone surrogate in any string of `value` (keys and nested values too)."
+    stack = [value]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, dict): stack += [*x.keys(), *x.values()]
+        elif isinstance(x, (list, tuple)): stack += x
+        elif isinstance(x, str):
+            if "\x00" in x: raise QwenKDError(f"{where}: {name} holds a NUL character ({short(x)})")
+            try: x.encode("utf-8")
+            except UnicodeEncodeError:
+                raise QwenKDError(f"{where}: {name} is not valid Unicode ({short(x)}: a lone surrogate)") from None
 
 # %% ../nbs/04b_pipeline.ipynb #62dc69a8
 def make_config(cls, values: dict, where: str):
@@ -47,8 +68,9 @@ def make_config(cls, values: dict, where: str):
     own = sorted(valid, key=lambda k: k not in vars(cls).get("__annotations__", {}))  # inherited knobs last
     for k in values:
         if k not in valid:
-            raise QwenKDError(f"{where}: unknown key {k!r}{did_you_mean(k, valid)}; valid keys: {', '.join(own)}")
+            raise QwenKDError(f"{where}: unknown key {short(k)}{did_you_mean(k, valid)}; valid keys: {', '.join(own)}")
     values = {k: _typed(k, v, valid[k], where) for k, v in values.items()}
+    for k, v in values.items(): _check_text(k, v, where)
     try: return cls(**values)
     except TypeError as e: raise QwenKDError(f"{where}: {e}")
 
@@ -65,7 +87,7 @@ def _eval_models(t: dict, tr: dict) -> dict:
 def link_sections(raw: dict) -> dict:
     "Fill the paths a section leaves out from the stage before it."
     d, t, tr, ev = (raw.setdefault(k, {}) for k in SECTIONS)
-    mixed = Path(d.get("out", DataConfig.out))
+    mixed = Path(d["out"] if isinstance(d.get("out"), str) else DataConfig.out)  # a wrong type: make_config says so
     t.setdefault("data", str(mixed/"train.jsonl"))
     tr.setdefault("data", str(mixed/"train.jsonl"))
     tr.setdefault("teacher_outputs", t.get("out", TeacherConfig.out))
@@ -73,19 +95,72 @@ def link_sections(raw: dict) -> dict:
     if "models" not in ev: ev["models"] = _eval_models(t, tr)
     return raw
 
+# %% ../nbs/04b_pipeline.ipynb #0f74a60a
+MAX_YAML_VALUES = 100_000  # a pipeline YAML holds a few hundred
+MAX_YAML_BYTES = 10_000_000
+MAX_YAML_DEPTH = 50  # a pipeline YAML nests 3 or 4 levels
+
+class YAMLTooLarge(yaml.YAMLError):
+    "A YAML document that expands too far (aliases of aliases), refers to itself, or nests too deeply."
+
+# %% ../nbs/04b_pipeline.ipynb #a2f77879
+def _expanded(node, limit: int) -> int:
+    "How many values the node graph under `node` expands to, counted with each alias's subtree once (no recursion)."
+    size, open_, stack = {}, set(), [(node, False)]
+    while stack:
+        n, done = stack.pop()
+        kids = ([x for pair in n.value for x in pair] if isinstance(n, yaml.MappingNode)
+                else n.value if isinstance(n, yaml.SequenceNode) else [])
+        if done:
+            size[id(n)] = 1 + sum(size[id(k)] for k in kids)
+            open_.discard(id(n))
+            if size[id(n)] > limit: raise YAMLTooLarge(f"its aliases expand to more than {limit:,} values")
+        elif id(n) not in size:
+            if id(n) in open_: raise YAMLTooLarge("an alias refers to a value that contains it")
+            open_.add(id(n)); stack.append((n, True))
+            stack += [(k, False) for k in kids if id(k) not in size]
+    return size[id(node)]
+
+# %% ../nbs/04b_pipeline.ipynb #8408cd0a
+class _Loader(yaml.SafeLoader):
+    "`yaml.SafeLoader` that limits nesting while it scans and measures a document's expanded size before building it."
+    def fetch_flow_collection_start(self, TokenClass):  # `[` or `{`: PyYAML's scanner is quadratic in their depth
+        if self.flow_level >= MAX_YAML_DEPTH: raise YAMLTooLarge(f"nested more than {MAX_YAML_DEPTH} levels deep")
+        super().fetch_flow_collection_start(TokenClass)
+    def add_indent(self, column):  # a deeper indented block
+        if len(self.indents) >= MAX_YAML_DEPTH: raise YAMLTooLarge(f"nested more than {MAX_YAML_DEPTH} levels deep")
+        return super().add_indent(column)
+    def construct_document(self, node):
+        _expanded(node, MAX_YAML_VALUES)
+        return super().construct_document(node)
+
+def safe_yaml(text: str):
+    "`text` read as YAML like `yaml.safe_load`, but a bomb, a self-reference or too deep a nesting is a `YAMLTooLarge`."
+    try: return yaml.load(text, Loader=_Loader)
+    except RecursionError: raise YAMLTooLarge("nested too deeply") from None
+
 # %% ../nbs/04b_pipeline.ipynb #237f98f3
 def read_yaml(path: str|Path) -> dict:
-    "The mapping in a YAML file (`yaml.safe_load`); a missing file or bad YAML is a one-line `QwenKDError`."
+    "The mapping in a YAML file (`safe_yaml`); a missing file, bad YAML or a YAML bomb is a one-line `QwenKDError`."
     path = Path(path)
     if not path.is_file(): raise QwenKDError(f"{path}: config file not found")
-    try: raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if path.stat().st_size > MAX_YAML_BYTES:
+        raise QwenKDError(f"{path}: {path.stat().st_size:,} bytes is too large for a config file")
+    raw = path.read_bytes()
+    try: text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise QwenKDError(f"{path}:{line}: not UTF-8 (byte 0x{raw[e.start]:02x}); re-save the file as UTF-8") from None
+    try: raw = safe_yaml(text) or {}
+    except YAMLTooLarge as e: raise QwenKDError(f"{path}: refused: {e} (a YAML bomb?)") from None
     except yaml.YAMLError as e:
         line = getattr(getattr(e, "problem_mark", None), "line", None)
         where = f"{path}" + (f":{line + 1}" if line is not None else "")
-        raise QwenKDError(f"{where}: invalid YAML (check indentation and quoting)")
+        raise QwenKDError(f"{where}: invalid YAML (check indentation and quoting)") from None
     if not isinstance(raw, dict): raise QwenKDError(f"{path}: expected sections {', '.join(SECTIONS)}")
     for k, v in raw.items():
-        if v is not None and not isinstance(v, dict): raise QwenKDError(f"{path}: section {k!r} must be a mapping")
+        if v is not None and not isinstance(v, dict):
+            raise QwenKDError(f"{path}: section {short(k)} must be a mapping")
     return raw
 
 # %% ../nbs/04b_pipeline.ipynb #bd9a53d8
@@ -95,10 +170,11 @@ def with_overrides(raw: dict, section: str, sets: list[str]) -> dict:
         raise QwenKDError(f"section {section!r} must be a mapping")
     sec = dict(raw.get(section) or {})
     for kv in sets:
-        if "=" not in kv: raise QwenKDError(f"--set {kv!r}: expected KEY=VALUE")
+        if "=" not in kv: raise QwenKDError(f"--set {short(kv)}: expected KEY=VALUE")
         k, v = kv.split("=", 1)
-        try: sec[k.strip()] = yaml.safe_load(v)
-        except yaml.YAMLError: raise QwenKDError(f"--set {kv!r}: the value is not valid YAML (quote it)") from None
+        try: sec[k.strip()] = safe_yaml(v)
+        except YAMLTooLarge as e: raise QwenKDError(f"--set {short(kv)}: refused: {e}") from None
+        except yaml.YAMLError: raise QwenKDError(f"--set {short(kv)}: the value is not valid YAML (quote it)") from None
     return {**raw, section: sec}
 
 # %% ../nbs/04b_pipeline.ipynb #4a276b2a
@@ -107,10 +183,10 @@ def load_config(path: str|Path, raw: dict|None = None) -> dict:
     raw = read_yaml(path) if raw is None else raw
     for k in raw:
         if k not in SECTIONS:
-            raise QwenKDError(f"{path}: unknown section {k!r}{did_you_mean(k, SECTIONS)}; "
+            raise QwenKDError(f"{path}: unknown section {short(k)}{did_you_mean(k, SECTIONS)}; "
                               f"valid sections: {', '.join(SECTIONS)}")
         if raw[k] is not None and not isinstance(raw[k], dict):
-            raise QwenKDError(f"{path}: section {k!r} must be a mapping")
+            raise QwenKDError(f"{path}: section {short(k)} must be a mapping")
     raw = link_sections({k: dict(v or {}) for k, v in raw.items()})
     return {k: make_config(SECTIONS[k], raw[k], f"{path} [{k}]") for k in SECTIONS}
 
@@ -127,18 +203,192 @@ def check_outputs(cfg: dict, stages=("data", "teacher", "train", "eval")):
         if s == "train": check_output_dir(cfg["train"].output_dir)
         if s == "eval": check_output_dir(cfg["eval"].out)
 
+# %% ../nbs/04b_pipeline.ipynb #f97416e1
+def gpu_free_memory() -> int|None:
+    "Free bytes on this process's GPU (`torch.cuda.mem_get_info`); None without CUDA."
+    if not torch.cuda.is_available(): return None
+    return torch.cuda.mem_get_info(int(os.environ.get("LOCAL_RANK", 0)))[0]
+
+# %% ../nbs/04b_pipeline.ipynb #a3d49bdb
+def _config(path, memo: dict):
+    "The model config at `path` (read once per `memo`); None if it cannot be read."
+    key = str(path)
+    if key not in memo:
+        try: memo[key] = as_config(path)
+        except Exception: memo[key] = None  # unknown here (not downloaded, not a model): the check is skipped
+    return memo[key]
+
+def _lora_rank(path) -> int:
+    "The rank of a local PEFT adapter; 0 if there is none to read."
+    try: return int(json.loads((Path(path)/"adapter_config.json").read_text()).get("r", 0)) if path else 0
+    except (OSError, ValueError, TypeError, AttributeError): return 0
+
+# %% ../nbs/04b_pipeline.ipynb #18efb910
+def _eval_estimate(cfg: dict, memo: dict):
+    "The eval stage's peak estimate: each model evaluated beside the teacher (if one is named); None if unknown."
+    ev, kd = cfg["eval"], cfg["train"]
+    base = lambda spec: kd.student if spec.get("base") == kd.output_dir else spec.get("base")
+    t = ev.models.get(ev.teacher) if ev.teacher else None
+    t_conf = _config(base(t), memo) if t else None
+    worst = None
+    for name, spec in ev.models.items():
+        c = _config(base(spec), memo)
+        if c is None or (t and t_conf is None): return None
+        kw = dict(student=c, eval_dtype="bf16", gen_batch_size=ev.batch_size, max_new_tokens=ev.max_new_tokens)
+        if t and name != ev.teacher:
+            kw.update(teacher=t_conf, eval_teacher=True, teacher_quant=t.get("quantization", "none"),
+                      teacher_lora_rank=_lora_rank(t.get("lora")))
+        e = estimate_vram("eval", VRAMSettings(**kw))
+        worst = e if worst is None or e["total"] > worst["total"] else worst
+    return worst
+
+# %% ../nbs/04b_pipeline.ipynb #9c746584
+def _estimate(cfg: dict, stage: str, memo: dict):
+    "`qwen_kd.vram`'s estimate of `stage` (train | teacher | eval) for a loaded config; None if a model is unknown."
+    kd, tc = cfg["train"], cfg["teacher"]
+    if stage == "eval": return _eval_estimate(cfg, memo)
+    online = stage == "teacher" or kd.mode in ("online", "on_policy")
+    s = _config(tc.base if stage == "teacher" else kd.student, memo)
+    t = _config(tc.base, memo) if online else s
+    if s is None or t is None: return None
+    # estimate_run takes anything with the configs' fields: here with the models' configs read once
+    est = estimate_run(SimpleNamespace(**{**vars(kd), "student": s}), SimpleNamespace(**{**vars(tc), "base": t}))
+    train = {"offline": "seqkd", "on_policy": "online"}.get(kd.mode, kd.mode)
+    return est["generation" if stage == "teacher" else train]
+
+def stage_need(cfg: dict, stage: str, memo: dict|None = None) -> tuple[int, str]|None:
+    "(bytes `stage` allocates on the GPU beyond the CUDA context, the peak's phase); None if it cannot be estimated."
+    try: e = _estimate(cfg, stage, {} if memo is None else memo)
+    except Exception: return None  # an architecture the estimator does not model: no pre-flight
+    return None if e is None else (e["total"] - e["CUDA context"], e.phase)
+
+# %% ../nbs/04b_pipeline.ipynb #51fc26f8
+FIT_KNOBS = {  # per stage: groups of alternatives (section, key, value, cost); the cost ranks what is given up
+    "train": [[("train", "chunk_size", 256, 1)], [("train", "gradient_checkpointing", True, 2)],
+              [("train", "optim", "adamw_bnb_8bit", 3)], [("train", "precision", "bf16-pure", 4)],
+              [("teacher", "quantization", "4bit", 6)],
+              [("train", "adapter", "lora", 12), ("train", "adapter", "qlora", 15)]],
+    "teacher": [[("teacher", "batch_size", b, c) for b, c in ((8, 1), (4, 2), (1, 4))],
+                [("teacher", "quantization", "8bit", 3), ("teacher", "quantization", "4bit", 6)]],
+    "eval": [[("eval", "batch_size", b, c) for b, c in ((8, 1), (4, 2), (1, 4))],
+             [("eval", "teacher_quantization", "8bit", 3), ("eval", "teacher_quantization", "4bit", 6)]]}
+_ORDER = {"quantization": ("none", "8bit", "4bit"), "teacher_quantization": ("none", "8bit", "4bit"),
+          "adapter": ("none", "lora", "qlora")}
+
+# %% ../nbs/04b_pipeline.ipynb #49cd7702
+def _get(cfg: dict, sec: str, key: str):
+    "A knob's value; `teacher_quantization` is the quantization of the model eval names its teacher (None: none)."
+    if key != "teacher_quantization": return getattr(cfg[sec], key)
+    ev = cfg["eval"]
+    return ev.models[ev.teacher].get("quantization", "none") if ev.teacher in ev.models else None
+
+def _set(cfg: dict, sec: str, key: str, val) -> dict:
+    "`cfg` with one knob changed (the section rebuilt, so its checks run again)."
+    if key != "teacher_quantization": return {**cfg, sec: replace(cfg[sec], **{key: val})}
+    ev = cfg["eval"]
+    teacher = {**ev.models[ev.teacher], "quantization": val}
+    return {**cfg, "eval": replace(ev, models={**ev.models, ev.teacher: teacher})}
+
+# %% ../nbs/04b_pipeline.ipynb #5e6952e6
+def _helps(cfg: dict, stage: str, knob: tuple) -> bool:
+    "Whether setting `knob` (section, key, value, cost) could lower `stage`'s memory from the config's current value."
+    sec, key, val, _ = knob
+    if sec == "teacher" and stage == "train" and cfg["train"].mode not in ("online", "on_policy"): return False
+    now = _get(cfg, sec, key)
+    if key in _ORDER: return now in _ORDER[key] and _ORDER[key].index(val) > _ORDER[key].index(now)
+    if key in ("chunk_size", "batch_size"): return val < now
+    if key == "optim": return now in ("adamw_torch", "adamw_torch_fused")
+    return now != val
+
+# %% ../nbs/04b_pipeline.ipynb #567f1b98
+def cheapest_fit(cfg: dict, stage: str, free: int, memo: dict|None = None) -> tuple[list, int]|None:
+    "The cheapest `FIT_KNOBS` changes (least cost, then fewest) that bring `stage` under `free` bytes; None if none do."
+    memo = {} if memo is None else memo
+    groups = [g for g in ([k for k in grp if _helps(cfg, stage, k)] for grp in FIT_KNOBS[stage]) if g]
+    picks = [[g[i] for g, i in zip(groups, p) if i is not None]
+             for p in itertools.product(*[[None, *range(len(g))] for g in groups])]
+    for knobs in sorted(filter(None, picks), key=lambda ks: (sum(k[3] for k in ks), len(ks))):
+        changed = dict(cfg)
+        for sec, key, val, _ in knobs: changed = _set(changed, sec, key, val)
+        need = stage_need(changed, stage, memo)
+        if need and need[0] <= free: return [k[:3] for k in knobs], need[0]
+    return None
+
+# %% ../nbs/04b_pipeline.ipynb #4189b086
+def _settings(cfg: dict, knobs: list, stage: str) -> str:
+    "Changes in the words of the stage's command: `key=value`, another section's as `section.key=value`."
+    word = lambda v: json.dumps(v) if isinstance(v, bool) else str(v)
+    name = lambda sec, key: (f"models.{cfg['eval'].teacher}.quantization" if key == "teacher_quantization"
+                             else key if sec == stage else f"{sec}.{key}")
+    return ", ".join(f"{name(sec, key)}={word(val)}" for sec, key, val in knobs)
+
+def preflight(cfg: dict, stages, free: int|None):
+    "Refuse a GPU stage whose estimate exceeds `free` bytes, naming the cheapest settings that fit; None: skipped."
+    if free is None: return
+    gib = lambda b: f"{b / 2**30:.1f} GiB"
+    for s in stages:
+        if s not in ("train", "teacher", "eval") or (s == "teacher" and cfg["teacher"].backend == "vllm"): continue
+        memo = {}
+        need = stage_need(cfg, s, memo)
+        if need is None or need[0] <= free: continue
+        fit = cheapest_fit(cfg, s, free, memo)
+        fix = (f"it fits with {_settings(cfg, fit[0], s)} (~{gib(fit[1])})" if fit
+               else "no setting the estimate knows makes it fit: free the GPU or use a larger one")
+        raise QwenKDError(f"{s} needs ~{gib(need[0])} of GPU memory at its peak ({need[1]}; qwen_kd.vram's estimate) "
+                          f"but {gib(free)} is free; {fix}; --force runs it anyway")
+
+# %% ../nbs/04b_pipeline.ipynb #f40c5ee8
+def stage_folder(cfg: dict, stage: str) -> Path:
+    "The folder `stage` writes: the data's out, the folder of the teacher's out file, train's output_dir, eval's out."
+    return Path({"data": cfg["data"].out, "teacher": str(Path(cfg["teacher"].out).parent),
+                 "train": cfg["train"].output_dir, "eval": cfg["eval"].out}[stage])
+
+def _main_process() -> bool: return os.environ.get("RANK", "0") == "0"
+
+# %% ../nbs/04b_pipeline.ipynb #dc444abe
+def incomplete_checkpoints(out: str|Path) -> list[Path]:
+    "The `checkpoint-N` folders in `out` without a whole `trainer_state.json` (the `Trainer` writes it last)."
+    bad = []
+    for c in sorted(Path(out).glob("checkpoint-*")) if Path(out).is_dir() else []:
+        try: json.loads((c/"trainer_state.json").read_text())
+        except (OSError, ValueError): bad.append(c)
+    return bad
+
+# %% ../nbs/04b_pipeline.ipynb #770d1c68
+def _train_disk_full(out: Path) -> QwenKDError:
+    "The one-line error for a training run stopped by a full disk; its half-written checkpoints are removed."
+    bad = incomplete_checkpoints(out) if _main_process() else []
+    for c in bad: shutil.rmtree(c, ignore_errors=True)
+    last = last_checkpoint(out)
+    where = f"while saving {bad[-1].name} (removed)" if bad else "while writing"
+    then = (f"{last.name} is the last complete checkpoint: free space, then rerun with resume: true" if last
+            else "no checkpoint was complete yet: free space, then rerun")
+    return QwenKDError(f"{out}: the disk is full (or a file size limit was reached) {where}; {then}")
+
+def _train(cfg: dict) -> dict:
+    "The train stage: `train_student`, a full disk turned into one line; returns the last logged values."
+    try: tr = train_student(cfg["train"], cfg["teacher"])
+    except Exception as e:
+        if disk_full(e): raise _train_disk_full(Path(cfg["train"].output_dir)) from e
+        raise
+    return dict(tr.state.log_history[-1])
+
 # %% ../nbs/04b_pipeline.ipynb #7ef5ed97
-def run_pipeline(cfg: dict, stages=("data", "teacher", "train", "eval"), log=print) -> dict:
-    "Run the given stages of a loaded config in order; returns each stage's summary."
+_STAGES = {"data": lambda cfg: prepare_data(cfg["data"]), "teacher": lambda cfg: generate_pseudo_labels(cfg["teacher"]),
+           "train": _train, "eval": lambda cfg: evaluate_models(cfg["eval"])}
+
+def run_pipeline(cfg: dict, stages=("data", "teacher", "train", "eval"), log=print,
+                 force: bool = False, # skip the GPU memory pre-flight
+                 free: int|None = None, # free GPU bytes to check against; None: asked of the GPU
+                ) -> dict:
+    "Run the given stages of a loaded config in order, each holding its output folder; returns each stage's summary."
     check_outputs(cfg, stages)  # hours into a run is too late to learn that output_dir is a file
+    if not force and {"teacher", "train", "eval"} & set(stages):
+        preflight(cfg, stages, gpu_free_memory() if free is None else free)
     out = {}
     for s in stages:
         t0 = time.time()
-        if s == "data": out[s] = prepare_data(cfg["data"])
-        elif s == "teacher": out[s] = generate_pseudo_labels(cfg["teacher"])
-        elif s == "train":
-            tr = train_student(cfg["train"], cfg["teacher"])
-            out[s] = {k: v for k, v in tr.state.log_history[-1].items()}
-        elif s == "eval": out[s] = evaluate_models(cfg["eval"])
+        with hold_folder(stage_folder(cfg, s)) if _main_process() else nullcontext():
+            out[s] = _STAGES[s](cfg)
         log(f"[{s}] done in {time.time() - t0:.1f} s")
     return out

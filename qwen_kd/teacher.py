@@ -205,15 +205,14 @@ def generate_pseudo_labels(cfg: TeacherConfig, model=None, tok=None, progress: b
     done = read_all_done(out, own)
     todo = [e for e in examples if e["id"] not in done]
     state.wait_for_everyone()  # every rank must split the same `todo`: nobody writes before all have read
-    if progress and state.is_main_process:
-        print(f"teacher: {len(examples)} examples, {len(examples) - len(todo)} already done, {len(todo)} to generate "
-              f"on {state.num_processes} process(es), backend {cfg.backend}", flush=True)
     t0, new = time.time(), []
     with state.split_between_processes(todo) as mine:
+        if mine and model is None and cfg.backend == "hf": model, tok = load_teacher(cfg)
+        if mine and tok is None: tok = load_tokenizer(cfg.tokenizer or cfg.base, cfg.trust_remote_code)
+        if progress and state.is_main_process:  # only now: a teacher that fails to load prints and leaves nothing
+            print(f"teacher: {len(examples)} examples, {len(examples) - len(todo)} already done, {len(todo)} to "
+                  f"generate on {state.num_processes} process(es), backend {cfg.backend}", flush=True)
         if mine:
-            if model is None and cfg.backend == "hf": model, tok = load_teacher(cfg)
-            if tok is None: tok = load_tokenizer(cfg.tokenizer or cfg.base, cfg.trust_remote_code)
-            # only now: a teacher that fails to load leaves nothing behind
             own.parent.mkdir(parents=True, exist_ok=True)
             new = _label(mine, model, tok, cfg, own, progress and state.is_main_process)
     if multi:

@@ -356,15 +356,18 @@ def training_step(self: KDTrainer, model, inputs, num_items_in_batch=None):
 @patch
 def log(self: KDTrainer, logs: dict, *args, **kwargs):
     "Add the KD and CE components, averaged since the last log, and the skipped-step count to the Trainer's logs."
-    if self._parts and "loss" in logs:
-        steps = max(1, len(self._parts["ce"]) / max(1, self.args.gradient_accumulation_steps))
-        kd_ce = torch.tensor([sum(self._parts["kd"]), sum(self._parts["ce"])], device=self.args.device) / steps
-        if self.accelerator.num_processes > 1: kd_ce = self.accelerator.reduce(kd_ce, "mean")  # every rank logs
-        logs["kd"], logs["ce"] = round(kd_ce[0].item(), 4), round(kd_ce[1].item(), 4)
-        if self._parts["on_policy"]:
-            logs["on_policy_share"] = round(sum(self._parts["on_policy"]) / len(self._parts["on_policy"]), 3)
+    if "loss" in logs:  # every rank logs at the same steps, so every rank joins the reduce below
+        p = self._parts
+        sums = torch.tensor([sum(p["kd"]), sum(p["ce"]), len(p["ce"])], dtype=torch.float32, device=self.args.device)
+        # summed, not averaged: a rank whose micro-batches since the last log were all non-finite has none to add
+        if self.accelerator.num_processes > 1: sums = self.accelerator.reduce(sums, "sum")
+        kd, ce, n = sums.tolist()
+        if n:  # per optimiser step: n micro-batches over all ranks make n / gradient_accumulation_steps steps
+            steps = n / max(1, self.args.gradient_accumulation_steps)
+            logs["kd"], logs["ce"] = round(kd / steps, 4), round(ce / steps, 4)
+        if p["on_policy"]: logs["on_policy_share"] = round(sum(p["on_policy"]) / len(p["on_policy"]), 3)
         if self.skipped_steps: logs["skipped_steps"] = self.skipped_steps
-        self._parts.clear()
+        p.clear()
     super(KDTrainer, self).log(logs, *args, **kwargs)
 
 # %% ../nbs/03_train.ipynb #891b3e93

@@ -21,3 +21,14 @@ def tree(root) -> dict:
     if not root.exists(): return {}
     if root.is_file(): return {".": root.stat().st_size}
     return {str(p.relative_to(root)): (None if p.is_dir() else p.stat().st_size) for p in sorted(root.rglob("*"))}
+
+def tree_hash(root) -> dict:
+    "`tree` with content: relative path → (size, sha256) for files, None for folders; a file itself if `root` is one."
+    import hashlib
+    from pathlib import Path
+    def digest(p):
+        with open(p, "rb") as f: return (p.stat().st_size, hashlib.file_digest(f, "sha256").hexdigest())
+    root = Path(root)
+    if not root.exists(): return {}
+    if root.is_file(): return {".": digest(root)}
+    return {str(p.relative_to(root)): (None if p.is_dir() else digest(p)) for p in sorted(root.rglob("*"))}
