@@ -22,8 +22,8 @@ from .loss import KINDS, kd_loss, fused_kd_loss, shared_vocab
 
 # %% auto #0
 __all__ = ['TRAIN_MODES', 'ADAPTERS', 'TRAIN_PRECISIONS', 'KDConfig', 'build_dataset', 'KDCollator', 'training_args', 'KDTrainer',
-           'logits_to_keep', 'with_adapter', 'load_student', 'keep_freed_memory', 'last_checkpoint', 'save_student',
-           'train_student', 'plot_losses']
+           'logits_to_keep', 'SparseKD', 'sparse_kd_loss', 'with_adapter', 'load_student', 'keep_freed_memory',
+           'last_checkpoint', 'save_student', 'train_student', 'plot_losses']
 
 # %% ../nbs/03_train.ipynb #2cca233c
 TRAIN_MODES = ("online", "offline", "seqkd", "on_policy")
@@ -239,6 +239,96 @@ def _sparse(self: KDTrainer, inputs, n):
         ids[ids >= n] = 0
     return {"ids": ids, "logp": logp, "mode": self.sparse_mode}
 
+# %% ../nbs/03_train.ipynb #799f007c
+def _sparse_chunk(z, y, ids, logp, mode, T, alpha, n, denom):
+    "Summed (kd, ce) of one chunk with sparse targets, and the weighted loss's gradient w.r.t. z (C, Vs) in z's buffer."
+    lse = torch.logsumexp(z, -1, keepdim=True)  # (C, 1) over the student's whole vocabulary (CE)
+    ce = (lse - z.gather(-1, y[:, None])).squeeze(-1)  # (C,)
+    lp = logp.to(z.dtype)
+    wk = lp.softmax(-1) if mode == "topk" else torch.full_like(lp, 1 / lp.shape[-1])  # (C, k) weights of the ids
+    a = lp.log_softmax(-1) if mode == "topk" else lp  # (C, k) teacher log-probs: renormalised (top-k) or as sampled
+    if T == 1 and n < z.shape[-1]:  # the shared ids' log-sum-exp: the whole one less the tail's share
+        tail = torch.logsumexp(z[:, n:], -1, keepdim=True) - lse  # (C, 1) ≤ 0
+        exact = bool((tail > -1e-3).any())  # the tail holds nearly everything: 1 − e^tail would lose the digits
+        lse_n = torch.logsumexp(z[:, :n], -1, keepdim=True) if exact else lse + torch.log1p(-tail.exp())
+    elif T == 1: lse_n = lse
+    else: lse_n = torch.logsumexp(z[:, :n] / T, -1, keepdim=True)
+    kd = (wk * (a - z.gather(-1, ids) / T + lse_n)).sum(-1) * T ** 2  # (C,) FKL estimate against log_softmax(z/T)
+    g_ce, g_kd = (1 - alpha) / denom, alpha * T / denom  # weights of softmax(z) and of softmax(z[:, :n] / T)
+    if T == 1:  # softmax over the shared ids = the full one × e^(lse − lse_n): one exp pass for both terms
+        lg = lambda x: torch.as_tensor(x, dtype=z.dtype, device=z.device).log()  # e^(lse − lse_n) may overflow
+        z[:, :n].sub_(lse - torch.logaddexp(lg(g_ce), lg(g_kd) + (lse - lse_n))).exp_()
+        z[:, n:].sub_(lse).exp_().mul_(g_ce)
+    else:
+        q = (z[:, :n] / T).sub_(lse_n).exp_().mul_(g_kd)  # (C, n)
+        z.sub_(lse).exp_().mul_(g_ce)
+        z[:, :n] += q; del q
+    z.scatter_add_(-1, y[:, None], torch.full_like(lse, -1.0).mul_(g_ce))
+    z.scatter_add_(-1, ids, wk.mul_(-g_kd))
+    return kd.sum(), ce.sum(), z
+
+# %% ../nbs/03_train.ipynb #1ea55993
+class SparseKD(torch.autograd.Function):
+    "`FusedKD` for sparse targets: chunked KD + CE over target rows, each chunk's gradient by `_sparse_chunk`."
+    @staticmethod
+    def forward(ctx, h, w, y, ids, logp, mode, T, alpha, n, C, denom, mm):
+        # h (N, H) student hidden at target positions, w (Vs, H), y (N,), ids and logp (N, k); mm: matmul dtype or None
+        dt = torch.promote_types(h.dtype, torch.float32)  # softmaxes and gradient buffers
+        denom = denom.to(device=h.device, dtype=dt) if torch.is_tensor(denom) else float(denom)
+        s_mm = mm or torch.promote_types(h.dtype, w.dtype)
+        w_mm = w.to(s_mm)  # no copy when the dtype matches (the default)
+        gh = torch.zeros(h.shape, dtype=dt, device=h.device)
+        gw = torch.zeros(w.shape, dtype=dt, device=w.device) if ctx.needs_input_grad[1] else None
+        kd_sum, ce_sum = h.new_zeros((), dtype=dt), h.new_zeros((), dtype=dt)
+        for i in range(0, h.shape[0], C):
+            hc = h[i:i+C].to(s_mm)  # (C, H)
+            z = (hc @ w_mm.T).to(dt)  # (C, Vs)
+            kd, ce, dz = _sparse_chunk(z, y[i:i+C], ids[i:i+C], logp[i:i+C], mode, T, alpha, n, denom)
+            dz = dz.to(s_mm); del z
+            gh[i:i+C] = dz @ w_mm
+            if gw is not None:
+                if s_mm == dt: gw.addmm_(dz.T, hc)
+                else: gw += dz.T @ hc  # a 16-bit (Vs, H) product, accumulated in fp32
+            kd_sum += kd; ce_sum += ce; del dz
+        ctx.save_for_backward(gh, gw)
+        ctx.dtypes = h.dtype, w.dtype
+        kd, ce = kd_sum / denom, ce_sum / denom
+        ctx.mark_non_differentiable(kd, ce)
+        return alpha * kd + (1 - alpha) * ce, kd, ce
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, go, _gkd, _gce):
+        gh, gw = ctx.saved_tensors
+        if not torch.equal(go, torch.ones_like(go)):  # a plain loss.backward() skips this
+            go = go.to(gh.dtype)
+            gh, gw = gh * go, (gw * go if gw is not None else None)
+        return gh.to(ctx.dtypes[0]), (gw.to(ctx.dtypes[1]) if gw is not None else None), *[None] * 10
+
+# %% ../nbs/03_train.ipynb #c5a76ab6
+def sparse_kd_loss(student_hidden: torch.Tensor, # (B, L, H) student final hidden states (after the final norm)
+                   student_lm_head: torch.Tensor, # (Vs, H) student output embedding weight
+                   labels: torch.Tensor, # (B, L) target ids, -100 where no loss is taken
+                   sparse_targets: dict, # {"ids": (N_t, k), "logp": (N_t, k), "mode": topk|sample}
+                   temperature: float = 1.0, # applied to the student only
+                   alpha: float = 0.5, # weight of the KD term
+                   vocab_size: int|None = None, # shared ids n; defaults to the student's rows
+                   num_items_in_batch: int|torch.Tensor|None = None, # target tokens across gradient accumulation
+                   chunk_size: int = 1024, # target rows per (chunk, V) block
+                   matmul_dtype: torch.dtype|None = None, # the logits' matmuls; None: the student's own dtype
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: # (loss, kd, ce), kd and ce detached
+    "`fused_kd_loss` with sparse targets, at the cost of plain CE: the same values, gradients written by hand."
+    mask = labels[:, 1:] != -100
+    h, y = student_hidden[:, :-1][mask], labels[:, 1:][mask]  # (N_t, H), (N_t,)
+    ids, logp, mode = sparse_targets["ids"].to(h.device), sparse_targets["logp"].to(h.device), sparse_targets["mode"]
+    if mode not in ("topk", "sample"): raise QwenKDError(f"sparse mode must be topk or sample, got {mode!r}")
+    if ids.shape[0] != h.shape[0]:
+        raise QwenKDError(f"sparse targets have {ids.shape[0]} rows for {h.shape[0]} target tokens")
+    d = mask.sum() if num_items_in_batch is None else num_items_in_batch
+    denom = d.to(h.device).clamp(min=1) if torch.is_tensor(d) else max(int(d), 1)
+    return SparseKD.apply(h, student_lm_head, y, ids, logp, mode, float(temperature), float(alpha),
+                          vocab_size or student_lm_head.shape[0], max(1, int(chunk_size)), denom, matmul_dtype)
+
 # %% ../nbs/03_train.ipynb #73ec26b8
 @patch
 def _fused_loss(self: KDTrainer, model, inputs, alpha, num_items_in_batch):
@@ -257,9 +347,15 @@ def _fused_loss(self: KDTrainer, model, inputs, alpha, num_items_in_batch):
     elif alpha > 0 and "sparse_ids" in inputs: sparse = self._sparse(inputs, n)
     T = 1.0 if sparse is not None else self.temperature  # cached targets are the teacher's T = 1 distribution
     mm = torch.bfloat16 if self.args.bf16 else torch.float16 if self.args.fp16 else None  # as autocast runs lm_head
-    loss, kd, ce = fused_kd_loss(h, w, th, tw, labels, kind=self.divergence, temperature=T, alpha=alpha,
-                                 beta=self.beta, vocab_size=self.vocab_size, num_items_in_batch=num_items_in_batch,
-                                 sparse_targets=sparse, matmul_dtype=mm, chunk_size=self.chunk_size)
+    if sparse is not None:  # the hand-written sparse gradient: offline at SFT cost
+        if self.divergence != "fkl":
+            raise QwenKDError(f"sparse teacher targets support kind='fkl' only, got {self.divergence!r}")
+        loss, kd, ce = sparse_kd_loss(h, w, labels, sparse, T, alpha, self.vocab_size, num_items_in_batch,
+                                      self.chunk_size, mm)
+    else:
+        loss, kd, ce = fused_kd_loss(h, w, th, tw, labels, kind=self.divergence, temperature=T, alpha=alpha,
+                                     beta=self.beta, vocab_size=self.vocab_size, num_items_in_batch=num_items_in_batch,
+                                     matmul_dtype=mm, chunk_size=self.chunk_size)
     return loss, kd, ce, labels, out
 
 # %% ../nbs/03_train.ipynb #0c11d823
