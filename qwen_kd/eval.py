@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_eval.ipynb #f4a4cff6
 from __future__ import annotations
-import io, json, math, re, warnings
+import hashlib, io, json, math, re, shutil, warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,17 +14,18 @@ import sacrebleu
 import torch
 import torch.nn.functional as F
 from rouge_score import rouge_scorer
+from safetensors.torch import load_file, save_file
 from .core import (QwenKDError, knob, did_you_mean, prompt_messages, reference, read_jsonl, tokenize_chat,
-                          check_output_dir, write_all)
+                          check_output_dir, write_all, atomic_write)
 from .models import load_model, load_tokenizer
-from .teacher import GenConfig, generate
+from .teacher import GenConfig, generate, progress_bar
 from .loss import shared_vocab
 
 # %% auto #0
 __all__ = ['CJK', 'ANSWER_PATTERNS', 'MODEL_KEYS', 'METRICS', 'has_cjk', 'bleu', 'chrf', 'CJKTokenizer', 'rouge', 'rouge_l',
            'answer_format', 'extract_answer', 'answers_match', 'answer_accuracy', 'dominant_format', 'format_adherence',
-           'reply_logits', 'perplexity', 'teacher_agreement', 'parse_models', 'EvalConfig', 'overlap_metrics',
-           'evaluate_model', 'report_markdown', 'plot_report', 'evaluate_models']
+           'reply_logits', 'perplexity', 'teacher_agreement', 'teacher_reply_logits', 'parse_models', 'EvalConfig',
+           'overlap_metrics', 'evaluate_model', 'report_markdown', 'plot_report', 'evaluate_models']
 
 # %% ../nbs/04_eval.ipynb #af3ad90c
 CJK = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
@@ -139,27 +140,35 @@ def reply_logits(model, ids, mask, labels): # right-padded batch; labels -100 of
 # %% ../nbs/04_eval.ipynb #a447ad52
 @torch.no_grad()
 def perplexity(model, tok, examples: list[dict], batch_size: int = 8, max_length: int = 1024,
-               chunk_size: int = 1024) -> float: # reply positions per (chunk, V) logits block
+               chunk_size: int = 1024, # reply positions per (chunk, V) logits block
+               progress: bool = False, desc: str = "perplexity") -> float: # a bar (terminal) or log lines
     "exp(mean NLL) of the reference replies given their prompts; prompt tokens are masked."
-    nll, n = 0.0, 0
-    for ids, mask, labels in _batches(_reference_rows(tok, examples, max_length), batch_size, tok.pad_token_id):
+    nll, n, rows = 0.0, 0, _reference_rows(tok, examples, max_length)
+    bar = progress_bar(len(rows), desc, disable=not progress)
+    for ids, mask, labels in _batches(rows, batch_size, tok.pad_token_id):
         N, logits = reply_logits(model, ids, mask, labels)
         y = labels[:, 1:][labels[:, 1:] != -100].to(model.device)
         for a in range(0, N, chunk_size):
             nll += F.cross_entropy(logits(a, a + chunk_size), y[a:a + chunk_size], reduction="sum").item()
-        n += N
+        n += N; bar.update(len(ids))
+    bar.close()
     return math.exp(nll / n) if n else float("nan")
 
 # %% ../nbs/04_eval.ipynb #56bcf341
 @torch.no_grad()
 def teacher_agreement(teacher, student, tok, examples: list[dict], vocab_size: int|None = None,
                       batch_size: int = 8, max_length: int = 1024,
-                      chunk_size: int = 1024) -> dict[str, float]: # reply positions per (chunk, V) logits block
+                      chunk_size: int = 1024, # reply positions per (chunk, V) logits block
+                      teacher_logits: str|Path|None = None, # a `teacher_reply_logits` folder: no teacher forward
+                      progress: bool = False, desc: str = "teacher agreement") -> dict[str, float]:
     "Top-1 agreement and mean per-token KL(p_T‖p_S) on the reference replies (prompt masked), over the shared ids."
-    agree, kl, n = 0, 0.0, 0
-    for ids, mask, labels in _batches(_reference_rows(tok, examples, max_length), batch_size, tok.pad_token_id):
+    agree, kl, n, rows = 0, 0.0, 0, _reference_rows(tok, examples, max_length)
+    if teacher_logits is not None: _check_teacher_logits(teacher_logits, rows, batch_size, chunk_size)
+    bar = progress_bar(len(rows), desc, disable=not progress)
+    for bi, (ids, mask, labels) in enumerate(_batches(rows, batch_size, tok.pad_token_id)):
         N, s_logits = reply_logits(student, ids, mask, labels)
-        _, t_logits = reply_logits(teacher, ids, mask, labels)
+        if teacher_logits is None: _, t_logits = reply_logits(teacher, ids, mask, labels)
+        else: t_logits = lambda a, b, bi=bi: _read_chunk(teacher_logits, bi, a)
         for a in range(0, N, chunk_size):
             s, t = s_logits(a, a + chunk_size), t_logits(a, a + chunk_size).to(student.device)
             v = vocab_size or min(s.shape[-1], t.shape[-1])
@@ -167,8 +176,47 @@ def teacher_agreement(teacher, student, tok, examples: list[dict], vocab_size: i
             agree += (s.argmax(-1) == t.argmax(-1)).sum().item()
             lpt, lps = F.log_softmax(t, -1), F.log_softmax(s, -1)
             kl += (lpt.exp() * (lpt - lps)).sum().item()
-        n += N
+        n += N; bar.update(len(ids))
+    bar.close()
     return {"top1_agreement": agree / n if n else float("nan"), "kl_teacher_student": kl / n if n else float("nan")}
+
+# %% ../nbs/04_eval.ipynb #7fadb638
+def _rows_key(rows: list[dict], batch_size: int, chunk_size: int) -> str:
+    "A hash of the token rows and batching the teacher's logits were computed on."
+    h = hashlib.sha1(json.dumps([batch_size, chunk_size, [r["input_ids"] for r in rows],
+                                 [r["labels"] for r in rows]]).encode())
+    return h.hexdigest()[:16]
+
+def _chunk_path(folder, bi: int, a: int) -> Path: return Path(folder)/f"b{bi:05d}-p{a:08d}.safetensors"
+
+def _read_chunk(folder, bi: int, a: int) -> torch.Tensor: return load_file(str(_chunk_path(folder, bi, a)))["z"]
+
+def _check_teacher_logits(folder, rows: list[dict], batch_size: int, chunk_size: int):
+    "Refuse a logits folder that is incomplete or was made from other rows or batching."
+    done = Path(folder)/"done.json"
+    if not done.is_file() or json.loads(done.read_text()).get("key") != _rows_key(rows, batch_size, chunk_size):
+        raise QwenKDError(f"{folder}: no complete teacher logits for these rows, batch_size and chunk_size")
+
+# %% ../nbs/04_eval.ipynb #44a98e31
+@torch.no_grad()
+def teacher_reply_logits(teacher, tok, examples: list[dict], folder: str|Path, batch_size: int = 8,
+                         max_length: int = 1024, chunk_size: int = 1024, progress: bool = False,
+                         desc: str = "teacher logits") -> Path: # the folder, complete
+    "Run the teacher once over the reference replies; keep its fp32 logits per batch and chunk in `folder`."
+    folder, rows = Path(folder), _reference_rows(tok, examples, max_length)
+    key = _rows_key(rows, batch_size, chunk_size)
+    done = folder/"done.json"
+    if done.is_file() and json.loads(done.read_text()).get("key") == key: return folder  # kept by an earlier run
+    shutil.rmtree(folder, ignore_errors=True); folder.mkdir(parents=True)
+    bar = progress_bar(len(rows), desc, disable=not progress)
+    for bi, (ids, mask, labels) in enumerate(_batches(rows, batch_size, tok.pad_token_id)):
+        N, t_logits = reply_logits(teacher, ids, mask, labels)
+        for a in range(0, N, chunk_size):
+            save_file({"z": t_logits(a, a + chunk_size).cpu()}, str(_chunk_path(folder, bi, a)))
+        bar.update(len(ids))
+    bar.close()
+    atomic_write(done, json.dumps({"key": key}))  # written last: a folder without it is redone
+    return folder
 
 # %% ../nbs/04_eval.ipynb #c4309672
 def parse_models(spec: str) -> dict:
@@ -236,19 +284,21 @@ def overlap_metrics(hyps: list[str], examples: list[dict], patterns: dict) -> di
 
 # %% ../nbs/04_eval.ipynb #b1a6cd39
 def evaluate_model(model, tok, examples: list[dict], max_new_tokens: int = 256, batch_size: int = 16,
-                   patterns: dict|None = None) -> tuple[dict, list[str]]:
+                   patterns: dict|None = None, progress: bool = False, name: str = "model") -> tuple[dict, list[str]]:
     "Greedy replies to the examples' prompts and their metrics, overall and by source; returns (metrics, replies)."
     patterns = patterns or ANSWER_PATTERNS
     hyps = [r["text"] for r in generate(model, tok, [prompt_messages(e) for e in examples],
-                                        GenConfig(max_new_tokens=max_new_tokens, batch_size=batch_size))]
+                                        GenConfig(max_new_tokens=max_new_tokens, batch_size=batch_size),
+                                        progress, f"{name}: generate")]
     m = overlap_metrics(hyps, examples, patterns)
-    m["ppl"] = perplexity(model, tok, examples, batch_size)
+    m["ppl"] = perplexity(model, tok, examples, batch_size, progress=progress, desc=f"{name}: perplexity")
     m["by_source"] = {}
     for src in sorted({e["source"] for e in examples}):
         idx = [i for i, e in enumerate(examples) if e["source"] == src]
         sub = [examples[i] for i in idx]
         m["by_source"][src] = {**overlap_metrics([hyps[i] for i in idx], sub, patterns),
-                               "ppl": perplexity(model, tok, sub, batch_size)}
+                               "ppl": perplexity(model, tok, sub, batch_size, progress=progress,
+                                                          desc=f"{name}: perplexity ({src})")}
     return m, hyps
 
 # %% ../nbs/04_eval.ipynb #94d57470
@@ -313,16 +363,26 @@ def _load(spec: dict):
     trust, pickle = spec.get("trust_remote_code", False), spec.get("allow_pickle", False)
     return (load_model(spec["base"], spec.get("lora"), spec.get("quantization", "none"), trust_remote_code=trust,
                        allow_pickle=pickle),
-            load_tokenizer(spec.get("tokenizer") or spec["base"], trust))
+            _load_tok(spec))
+
+def _load_tok(spec: dict):
+    return load_tokenizer(spec.get("tokenizer") or spec["base"], spec.get("trust_remote_code", False))
 
 # %% ../nbs/04_eval.ipynb #c5d87e65
-def _agreement(t_model, t_tok, model, tok, examples: list[dict], batch_size: int) -> dict:
+def _agreement(teacher, t_tok, model, tok, examples: list[dict], batch_size: int, work: Path|None = None,
+               progress: bool = False, name: str = "model") -> dict:
     "Teacher agreement over the ids both tokenizers share; {} (with a warning) when they disagree on those ids."
     try: n = shared_vocab(t_tok, tok)
     except QwenKDError as e:
         warnings.warn(f"teacher agreement skipped: {e}")
         return {}
-    return teacher_agreement(t_model, model, tok, examples, vocab_size=n, batch_size=batch_size)
+    if work is None: return teacher_agreement(teacher(), model, tok, examples, vocab_size=n, batch_size=batch_size)
+    key = _rows_key(_reference_rows(tok, examples, 1024), batch_size, 1024)  # one teacher pass per tokenisation
+    folder = work/f"teacher_logits-{key}"
+    if not (folder/"done.json").is_file():
+        teacher_reply_logits(teacher(), tok, examples, folder, batch_size, progress=progress)
+    return teacher_agreement(None, model, tok, examples, vocab_size=n, batch_size=batch_size, teacher_logits=folder,
+                             progress=progress, desc=f"{name}: teacher agreement")
 
 # %% ../nbs/04_eval.ipynb #248bdd06
 def _reply_files(name: str, hyps: list[str], examples: list[dict]) -> dict[str, str]:
@@ -331,33 +391,75 @@ def _reply_files(name: str, hyps: list[str], examples: list[dict]) -> dict[str, 
                    for h, e in zip(hyps, examples))
     return {f"generations_{name}.jsonl": gens, f"hyp_{name}.txt": "".join(h.replace("\n", " ") + "\n" for h in hyps)}
 
+# %% ../nbs/04_eval.ipynb #1b4efa10
+def _self_agreement(tok, examples: list[dict]) -> dict:
+    "The teacher against itself, without a forward pass: agreement 1 and KL 0 (nan without reply tokens, as computed)."
+    n = sum(l != -100 for r in _reference_rows(tok, examples, 1024) for l in r["labels"][1:])
+    return {"top1_agreement": 1.0 if n else float("nan"), "kl_teacher_student": 0.0 if n else float("nan")}
+
+def _model_key(cfg: EvalConfig, examples: list[dict], name: str, spec) -> str:
+    "A hash of everything one model's metrics depend on: the examples, the settings, its model and the teacher's."
+    blob = json.dumps([examples, cfg.max_new_tokens, cfg.batch_size, cfg.answer_patterns, cfg.teacher, name, spec],
+                      sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+def _read_partial(work: Path, name: str, key: str) -> dict|None:
+    "A finished model's saved {metrics, hyps, teacher_format}, if it was made with the same `key`."
+    p = work/f"{name}.json"
+    if not p.is_file(): return None
+    try: saved = json.loads(p.read_text())
+    except ValueError: return None
+    return saved if saved.get("key") == key else None
+
+def _fingerprint(model) -> list:
+    "What identifies an already loaded model for resuming: its config, size and a few weights."
+    ps = list(model.parameters())
+    return [model.config.to_dict(), sum(p.numel() for p in ps), [p.flatten()[:8].float().tolist() for p in ps[::7]]]
+
 # %% ../nbs/04_eval.ipynb #c651a961
-def evaluate_models(cfg: EvalConfig, loaded: dict|None = None) -> dict:
+def evaluate_models(cfg: EvalConfig, loaded: dict|None = None, progress: bool = True) -> dict:
     "Evaluate every model of `cfg.models` (or the already `loaded` name → (model, tok)); write the report files."
     examples = read_jsonl(cfg.data)[:cfg.max_examples]
     if not examples: raise QwenKDError(f"{cfg.data}: no examples to evaluate")
     patterns = cfg.answer_patterns or ANSWER_PATTERNS
     out, report, files = Path(cfg.out), {"data": cfg.data, "models": {}}, {}
     check_output_dir(out)
+    work = out/".partial"  # one file per finished model and the teacher's logits: a rerun resumes from them
     names = list(loaded or cfg.models)
-    get = (lambda n: loaded[n]) if loaded else (lambda n: _load(cfg.models[n]))
+    spec = (lambda n: _fingerprint(loaded[n][0])) if loaded else (lambda n: cfg.models[n])
+    kept = {}
+    def get(n):
+        if n not in kept: kept[n] = loaded[n] if loaded else _load(cfg.models[n])
+        return kept[n]
     teacher = cfg.teacher if cfg.teacher in names else None
     order = ([teacher] if teacher else []) + [n for n in names if n != teacher]  # teacher first, kept for agreement
-    t_model, t_tok, t_fmt = None, None, None
+    t_spec, t_fmt = spec(teacher) if teacher else None, None
     for name in order:
-        model, tok = get(name)
-        metrics, hyps = evaluate_model(model, tok, examples, cfg.max_new_tokens, cfg.batch_size, patterns)
-        grpo_hyps = [h for h, e in zip(hyps, examples) if e.get("answer")] or hyps
-        if name == teacher: t_model, t_tok, t_fmt = model, tok, dominant_format(grpo_hyps, patterns)
-        if t_fmt: metrics["format_adherence"] = format_adherence(grpo_hyps, t_fmt, patterns)
-        if t_model is not None: metrics.update(_agreement(t_model, t_tok, model, tok, examples, cfg.batch_size))
-        report["models"][name] = metrics
-        files.update(_reply_files(name, hyps, examples))
-        if model is not t_model: del model
+        key = _model_key(cfg, examples, name, [spec(name), t_spec])
+        saved = _read_partial(work, name, key)
+        if saved is None:
+            model, tok = get(name)
+            metrics, hyps = evaluate_model(model, tok, examples, cfg.max_new_tokens, cfg.batch_size, patterns,
+                                           progress, name)
+            grpo_hyps = [h for h, e in zip(hyps, examples) if e.get("answer")] or hyps
+            if name == teacher: t_fmt = dominant_format(grpo_hyps, patterns)
+            if t_fmt: metrics["format_adherence"] = format_adherence(grpo_hyps, t_fmt, patterns)
+            if name == teacher: metrics.update(_self_agreement(tok, examples))
+            elif teacher:
+                t_tok = get(teacher)[1] if loaded or teacher in kept else _load_tok(cfg.models[teacher])
+                metrics.update(_agreement(lambda: get(teacher)[0], t_tok, model, tok, examples, cfg.batch_size,
+                                          work, progress, name))
+            saved = {"key": key, "metrics": metrics, "hyps": hyps, "teacher_format": t_fmt}
+            atomic_write(work/f"{name}.json", json.dumps(saved))
+            if name != teacher: kept.pop(name, None); del model
+        if name == teacher: t_fmt = saved["teacher_format"]
+        report["models"][name] = saved["metrics"]
+        files.update(_reply_files(name, saved["hyps"], examples))
     report["models"] = {n: report["models"][n] for n in names}
     report["teacher_format"] = t_fmt
     files["ref.txt"] = "".join((reference(e) or "").replace("\n", " ") + "\n" for e in examples)
     files["report.json"], files["report.md"] = json.dumps(report, indent=2), report_markdown(report) + "\n"
     files["metrics.png"] = plot_report(report)
     write_all(out, files)  # all or nothing: a full disk or a crash leaves the previous report (or none)
+    shutil.rmtree(work, ignore_errors=True)  # the report is complete: nothing left to resume
     return report

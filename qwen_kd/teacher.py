@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_teacher.ipynb #ec09c7c9
 from __future__ import annotations
-import hashlib, json, os, re, time
+import hashlib, json, os, re, sys, time
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 import torch
@@ -23,9 +23,10 @@ from .models import QUANTIZATIONS, check_dir, check_remote_code, load_tokenizer,
 from .models import apply_lora, check_weights, quantization_config, resolve_dtype, PICKLE_WEIGHTS
 
 # %% auto #0
-__all__ = ['GenConfig', 'generate_batches', 'generate', 'shard_path', 'read_all_done', 'merge_shards', 'TeacherConfig',
-           'load_teacher', 'generate_pseudo_labels', 'vllm_sampling_kwargs', 'vllm_lora_args', 'vllm_engine_kwargs',
-           'vllm_generate_batches', 'sparse_targets', 'cache_teacher_logits', 'SparseCache', 'load_sparse_targets']
+__all__ = ['GenConfig', 'progress_bar', 'generate_batches', 'generate', 'shard_path', 'read_all_done', 'merge_shards',
+           'TeacherConfig', 'load_teacher', 'generate_pseudo_labels', 'vllm_sampling_kwargs', 'vllm_lora_args',
+           'vllm_engine_kwargs', 'vllm_generate_batches', 'sparse_targets', 'cache_teacher_logits', 'SparseCache',
+           'load_sparse_targets']
 
 # %% ../nbs/01_teacher.ipynb #076e15a1
 @dataclass
@@ -64,16 +65,44 @@ def _completion(tok, row: list[int], stops: set[int]) -> dict:
     return {"text": tok.decode(toks, skip_special_tokens=True), "token_ids": toks,
             "finish_reason": "length" if cut is None else "stop"}
 
+# %% ../nbs/01_teacher.ipynb #134c9751
+class _LogBar:
+    "The part of tqdm's interface the package uses, as a line every `interval` seconds and one at `close`."
+    def __init__(self, total: int, desc: str, unit: str, interval: float, file):
+        self.total, self.desc, self.unit, self.interval, self.file = total, desc, unit, interval, file
+        self.n, self.post, self.t0 = 0, "", time.monotonic()
+        self.last = self.t0
+    def update(self, n: int = 1):
+        self.n += n
+        if time.monotonic() - self.last >= self.interval: self._line()
+    def set_postfix(self, **kw): self.post = ", ".join(f"{k}={v}" for k, v in kw.items())
+    def _line(self):
+        self.last = time.monotonic(); dt = self.last - self.t0
+        print(f"{self.desc}: {self.n}/{self.total} {self.unit} in {dt:.1f} s, {self.n / max(dt, 1e-9):.2f} "
+              f"{self.unit}/s" + (f", {self.post}" if self.post else ""), file=self.file, flush=True)
+    def close(self): self._line()
+
+# %% ../nbs/01_teacher.ipynb #e3c08d47
+def progress_bar(total: int, desc: str, unit: str = "ex", disable: bool = False, # no output at all
+                 interval: float = 30.0, # seconds between log lines when `file` is not a terminal
+                 file=None): # default: sys.stderr
+    "A tqdm bar on a terminal; otherwise (a log file) a plain line every `interval` seconds and one at the end."
+    file = file or sys.stderr
+    if disable or (file.isatty() if hasattr(file, "isatty") else False):
+        return tqdm(total=total, desc=desc, unit=unit, file=file, disable=disable, dynamic_ncols=True)
+    return _LogBar(total, desc, unit, interval, file)
+
 # %% ../nbs/01_teacher.ipynb #d9901ecd
 @torch.no_grad()
-def generate_batches(model, tok, prompts: list[list[dict]], gen: GenConfig, progress: bool = True):
+def generate_batches(model, tok, prompts: list[list[dict]], gen: GenConfig, progress: bool = True,
+                     desc: str = "generate"):
     "Yield `(indices, results)` per batch; each result has `text`, `token_ids` and `finish_reason`."
     enc = [encode_prompt(tok, p) for p in prompts]
     order = sorted(range(len(enc)), key=lambda i: -len(enc[i]))
     cfg, device = gen.generation_config(tok), model.device
     stops = set(cfg.eos_token_id)
     torch.manual_seed(gen.seed)
-    bar = tqdm(total=len(enc), disable=not progress, desc="generate", unit="ex")
+    bar = progress_bar(len(enc), desc, disable=not progress)
     t0, n_tok = time.time(), 0
     for b in range(0, len(order), gen.batch_size):
         idx = order[b:b + gen.batch_size]
@@ -86,10 +115,11 @@ def generate_batches(model, tok, prompts: list[list[dict]], gen: GenConfig, prog
     bar.close()
 
 # %% ../nbs/01_teacher.ipynb #db26b249
-def generate(model, tok, prompts: list[list[dict]], gen: GenConfig|None = None, progress: bool = False) -> list[dict]:
+def generate(model, tok, prompts: list[list[dict]], gen: GenConfig|None = None, progress: bool = False,
+             desc: str = "generate") -> list[dict]:
     "Completions for chat `prompts`, in input order."
     out = [None] * len(prompts)
-    for idx, res in generate_batches(model, tok, prompts, gen or GenConfig(), progress):
+    for idx, res in generate_batches(model, tok, prompts, gen or GenConfig(), progress, desc):
         for i, r in zip(idx, res): out[i] = r
     return out
 
@@ -184,12 +214,13 @@ def _label(todo: list[dict], model, tok, cfg: TeacherConfig, path: Path, progres
     return new
 
 # %% ../nbs/01_teacher.ipynb #0767c2b7
-def _cache_logits(cfg: TeacherConfig, model, tok, examples: list[dict], out: Path) -> int:
+def _cache_logits(cfg: TeacherConfig, model, tok, examples: list[dict], out: Path, progress: bool = False) -> int:
     "Cache the teacher's sparse distributions on the pseudo-labels in `out`; returns the number of examples cached."
     if model is None or cfg.backend == "vllm": model, tok = load_teacher(cfg)
     cache = cfg.cache_dir or str(out.parent/"logits")
     index = cache_teacher_logits(model, tok, examples, read_done(out, repair=False), cache, cfg.cache_logits,
-                                 cfg.cache_k, teacher=f"{cfg.base}+{cfg.lora}", seed=cfg.seed)
+                                 cfg.cache_k, teacher=f"{cfg.base}+{cfg.lora}", seed=cfg.seed,
+                                 batch_size=cfg.batch_size, progress=progress)
     return sum(map(len, index["shards"].values()))
 
 # %% ../nbs/01_teacher.ipynb #ffabf957
@@ -222,7 +253,7 @@ def generate_pseudo_labels(cfg: TeacherConfig, model=None, tok=None, progress: b
     state.wait_for_everyone()
     summary = _summary(len(examples), len(examples) - len(todo), new, time.time() - t0)
     if cfg.cache_logits != "none" and state.is_main_process:
-        summary["cached"] = _cache_logits(cfg, model, tok, examples, out)
+        summary["cached"] = _cache_logits(cfg, model, tok, examples, out, progress)
     return summary
 
 # %% ../nbs/01_teacher.ipynb #dbe2a6ab
@@ -322,6 +353,30 @@ def _example_targets(model, tok, ex: dict, completion: str, mode: str, k: int, s
     g = torch.Generator().manual_seed(seed + int(hashlib.sha1(ex["id"].encode()).hexdigest()[:8], 16))
     return sparse_targets(logits, mode, k, g)
 
+# %% ../nbs/01_teacher.ipynb #f58b2d89
+def _target_logits(model, ids, mask, rows_pos: list[torch.Tensor], n_vocab: int) -> list[torch.Tensor]:
+    "fp32 (P_i, n_vocab) logits at each row's target positions `rows_pos[i]`, on the CPU, from one forward pass."
+    head = model.get_output_embeddings()
+    if type(head) is not torch.nn.Linear or head.bias is not None or not head.weight.is_floating_point():
+        z = model(input_ids=ids, attention_mask=mask).logits  # (B, L, V): a head that is more than h @ W.T
+        return [z[j, p][:, :n_vocab].float().cpu() for j, p in enumerate(rows_pos)]
+    h = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, logits_to_keep=1).hidden_states[-1]
+    w = head.weight[:n_vocab]
+    return [(h[j, p.to(h.device)].to(w.dtype) @ w.T).float().cpu() for j, p in enumerate(rows_pos)]
+
+@torch.no_grad()
+def _batch_targets(model, tok, exs: list[dict], rows: list[dict], mode: str, k: int, seed: int) -> list[dict]:
+    "Sparse targets of several examples (their `tokenize_chat` rows) from one right-padded forward pass."
+    L, pad = max(len(r["input_ids"]) for r in rows), tok.pad_token_id
+    ids = torch.tensor([r["input_ids"] + [pad] * (L - len(r["input_ids"])) for r in rows])
+    mask = torch.tensor([[1] * len(r["input_ids"]) + [0] * (L - len(r["input_ids"])) for r in rows])
+    pos = [(torch.tensor(r["labels"][1:]) != -100).nonzero().squeeze(-1) for r in rows]  # t predicts t+1
+    out = []
+    for ex, z in zip(exs, _target_logits(model, ids.to(model.device), mask.to(model.device), pos, len(tok))):
+        g = torch.Generator().manual_seed(seed + int(hashlib.sha1(ex["id"].encode()).hexdigest()[:8], 16))
+        out.append(sparse_targets(z, mode, k, g))
+    return out
+
 # %% ../nbs/01_teacher.ipynb #d82303c1
 def _write_shard(out: Path, index: dict, tensors: dict, ids: list[str]):
     "Save one shard through a temporary name and a rename, then record it (and its example ids) in `index.json`."
@@ -339,8 +394,10 @@ def cache_teacher_logits(model, tok,
                          shard_size: int = 256, # examples per shard file: a crash loses at most one shard
                          teacher: str = "teacher", # teacher name recorded in the index
                          seed: int = 0, # seeds the draws of `sample`
-                         max_length: int = 1024) -> dict: # same cut as training
-    "Write sparse teacher targets for every example that has an output; resumable. Returns the index."
+                         max_length: int = 1024, # same cut as training
+                         batch_size: int = 8, # examples per forward pass (length-sorted within a shard)
+                         progress: bool = False) -> dict: # a bar (terminal) or log lines, with examples/s
+    "Write sparse teacher targets for every example that has an output; batched, resumable. Returns the index."
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     for t in out.glob("shard-*.safetensors.tmp"): t.unlink()  # half-written by a killed run
     clear_stale_temps(out/"index.json")
@@ -348,14 +405,24 @@ def cache_teacher_logits(model, tok,
                               "vocab": len(tok)})
     done = {i for ids in index["shards"].values() for i in ids}
     todo = [e for e in examples if e["id"] in outputs and e["id"] not in done]
+    bar = progress_bar(len(todo), "teacher logits", disable=not progress)
     for b in range(0, len(todo), shard_size):
-        tensors, ids = {}, []
-        for ex in todo[b:b + shard_size]:
-            t = _example_targets(model, tok, ex, outputs[ex["id"]]["teacher_output"], mode, k, seed, max_length)
-            if t is None: continue
-            tensors.update({f"{ex['id']}.{n}": v.contiguous() for n, v in t.items()}); ids.append(ex["id"])
+        chunk = todo[b:b + shard_size]
+        rows = [tokenize_chat(tok, prompt_messages(e), outputs[e["id"]]["teacher_output"], max_length) for e in chunk]
+        keep = sorted((i for i, r in enumerate(rows) if r is not None), key=lambda i: -len(rows[i]["input_ids"]))
+        got = {}
+        for a in range(0, len(keep), batch_size):
+            sel = keep[a:a + batch_size]
+            got.update(zip(sel, _batch_targets(model, tok, [chunk[i] for i in sel], [rows[i] for i in sel], mode, k,
+                                               seed)))
+            bar.update(len(sel))
+        bar.update(len(chunk) - len(keep))  # prompts too long to cache
+        ids = [chunk[i]["id"] for i in sorted(got)]  # the index lists them in example order, as one by one did
+        tensors = {f"{chunk[i]['id']}.{n}": v.contiguous() for i in sorted(got) for n, v in got[i].items()}
         _write_shard(out, index, tensors, ids)
+    bar.close()
     return index
+
 
 # %% ../nbs/01_teacher.ipynb #e58c5c7e
 class SparseCache:
