@@ -108,7 +108,6 @@ def main():
     say("\n## 8-bit teachers: bf16 teacher + LoRA r=64 saved, loaded back by qwen_kd.models.load_model")
     d = save_with_lora(teacher, a)
     x, mask = batch["input_ids"].to(a.device), batch["attention_mask"].to(a.device)
-    with torch.no_grad(): ref = teacher(input_ids=x, attention_mask=mask).logits.float().cpu()
     teacher = None; gc.collect()
     if a.device == "cuda": torch.cuda.empty_cache()
     dm = {"": 0} if a.device == "cuda" else None
@@ -125,7 +124,8 @@ def main():
     fmed = {q: statistics.median(v) for q, v in ft.items()}
     say("\n| teacher (+ LoRA r=64, bf16) | forward ms (median) | min ms | weights + LoRA GiB | KL(bf16‖q) nats | top-1 |"
         "\n|---|---:|---:|---:|---:|---:|")
-    with torch.no_grad():
+    with torch.no_grad():  # the reference: the unquantised bf16 teacher with the same LoRA
+        ref = teachers["none"](input_ids=x, attention_mask=mask).logits.float().cpu()
         for q, m in teachers.items():
             kl, top1 = compare(ref, m(input_ids=x, attention_mask=mask).logits.float().cpu())
             say(f"| {q} | {1000 * fmed[q]:.1f} | {1000 * min(ft[q]):.1f} | {weights[q] / GiB:.2f} | {kl:.5f} | {top1:.4f} |")
