@@ -4,11 +4,11 @@
 
 # %% ../nbs/00_models.ipynb #eca3eabc
 from __future__ import annotations
-import json, warnings
+import json, logging, warnings
 from pathlib import Path
 import torch
 from accelerate import PartialState
-from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, TorchAoConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from peft import PeftModel
 from .core import QwenKDError, check_choice
@@ -81,16 +81,28 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
     return tok
 
 # %% ../nbs/00_models.ipynb #5268b718
-QUANTIZATIONS = ("none", "8bit", "4bit")
+QUANTIZATIONS = ("none", "8bit", "4bit", "int8-torchao")
+
+# %% ../nbs/00_models.ipynb #3a888841
+def _torchao_int8() -> TorchAoConfig:
+    "transformers' `TorchAoConfig` for int8 weight-only, or one line naming the extra to install."
+    logging.getLogger("torchao").setLevel(logging.ERROR)  # CUDA-only kernels it cannot load on CPU: not our problem
+    try: from torchao.quantization import Int8WeightOnlyConfig
+    except ImportError:
+        raise QwenKDError("quantization int8-torchao needs torchao: pip install qwen_kd[torchao]") from None
+    return TorchAoConfig(Int8WeightOnlyConfig())
 
 # %% ../nbs/00_models.ipynb #550a3502
-def quantization_config(quantization: str = "none", dtype: torch.dtype = torch.float32) -> BitsAndBytesConfig|None:
-    "A bitsandbytes config for `none`, `8bit` or `4bit` (NF4, double quantisation) weights."
+def quantization_config(quantization: str = "none", # none | 8bit | 4bit (bitsandbytes) | int8-torchao
+                        dtype: torch.dtype = torch.float32, # compute dtype of 4-bit layers
+                       ) -> BitsAndBytesConfig|TorchAoConfig|None:
+    "A config for `none`, bitsandbytes `8bit` (LLM.int8) or `4bit` (NF4, double quantisation), or `int8-torchao`."
     check_choice("quantization", quantization, QUANTIZATIONS)
     if quantization == "none": return None
     if quantization == "8bit": return BitsAndBytesConfig(load_in_8bit=True)
-    if quantization == "4bit": return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                         bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
+    if quantization == "int8-torchao": return _torchao_int8()
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                              bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
 
 # %% ../nbs/00_models.ipynb #9ab6ed6d
 def _adapter_base(lora: str) -> str|None:
@@ -137,7 +149,7 @@ def check_tokenizer(model, tok, where: str = "tokenizer"):
 # %% ../nbs/00_models.ipynb #26c152ff
 def load_causal_lm(path: str, # a local model directory or a hub id
                    dtype: torch.dtype = torch.float32, # weights' dtype (of the unquantised parts)
-                   quantization: BitsAndBytesConfig|None = None, # from `quantization_config`
+                   quantization: BitsAndBytesConfig|TorchAoConfig|None = None, # from `quantization_config`
                    device_map: str|dict|None = None, # as `from_pretrained` takes it
                    trust_remote_code: bool = False, # run model code from the checkpoint: only for models you trust
                    allow_pickle: bool = False): # accept pickle weights (.bin, .pt): only for files you trust
@@ -153,7 +165,7 @@ def load_causal_lm(path: str, # a local model directory or a hub id
 # %% ../nbs/00_models.ipynb #c6fc717e
 def load_model(path: str, # base model: a local directory or a hub id
                lora: str|None = None, # PEFT adapter directory to apply on top
-               quantization: str = "none", # none | 8bit | 4bit (bitsandbytes)
+               quantization: str = "none", # none | 8bit | 4bit (bitsandbytes) | int8-torchao
                dtype: str = "auto", # auto | fp32 | bf16 | fp16
                device_map: str|dict|None = None, # e.g. "auto"; None: this process's GPU if there is one
                merge_lora: bool = False, # merge the adapter into an unquantised base (faster generation)

@@ -153,7 +153,9 @@ class TeacherConfig(GenConfig):
     base: str = knob("Qwen/Qwen2.5-7B", "base model: local directory or hub id")
     lora: str|None = knob(None, "the GRPO LoRA adapter directory")
     tokenizer: str|None = knob(None, "tokenizer folder; defaults to the base model's")
-    quantization: str = knob("8bit", "8-bit halves teacher memory, 4-bit quarters it, each at a small quality cost",
+    quantization: str = knob("8bit", "8-bit halves teacher memory, 4-bit quarters it, each at a small quality cost; "
+                             "8bit/4bit are bitsandbytes (8bit: LLM.int8), int8-torchao is torchao's int8 weight-only "
+                             "(pip install qwen_kd[torchao]; benchmarks/teacher_quant.py compares them)",
                              QUANTIZATIONS)
     dtype: str = knob("auto", "auto (bf16 on a capable GPU, fp32 on CPU) | fp32 | bf16 | fp16")
     merge_lora: bool = knob(False, "merge the LoRA into an unquantised base: faster, same outputs "

@@ -107,27 +107,29 @@ def meta_model(config):
 
 # %% ../nbs/03a_vram.ipynb #1306d7c6
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
-QUANTS = ("none", "8bit", "4bit")
+QUANTS = ("none", "8bit", "4bit", "int8-torchao")
 
 # %% ../nbs/03a_vram.ipynb #b98e541b
 def quantised_linear_bytes(i: int, o: int, # in_features, out_features
-                           quant: str = "8bit", # none | 8bit | 4bit (NF4, double-quantised)
+                           quant: str = "8bit", # none | 8bit | 4bit (NF4, double-quantised) | int8-torchao
                            dtype_bytes: int = 2, # bytes per weight when unquantised
                           ) -> int: # bytes of the weight matrix and its quantisation state (bias excluded)
-    "Bytes of one bitsandbytes Linear(i → o) weight: int8 + an fp32 scale per row, or NF4 with double-quantised absmax."
+    ("Bytes of one quantised Linear(i → o) weight: bitsandbytes' int8 + an fp32 scale per row or NF4 with "
+     "double-quantised absmax; torchao's int8 + an fp32 scale and an int8 zero point per row.")
     n = i * o
     if quant == "none": return n * dtype_bytes
     if quant == "8bit": return n + 4 * o
+    if quant == "int8-torchao": return n + 5 * o
     blocks = math.ceil(n / 64)
     # codes, absmax, their scales, codebooks
     return math.ceil(n / 2) + blocks + 4 * math.ceil(blocks / 256) + 4 * (16 + 256 + 1)
 
 # %% ../nbs/03a_vram.ipynb #a7f02070
 def weight_bytes(config, dtype: str = "bf16", # dtype of the unquantised parts (of everything if quant="none")
-                 quant: str = "none", # none | 8bit | 4bit (bitsandbytes, linear layers of the decoder only)
+                 quant: str = "none", # none | 8bit | 4bit | int8-torchao (linear layers of the decoder only)
                 ) -> int: # bytes of the model's weights in memory
     ("Weights of a model in memory; quantised models keep embeddings, lm_head, norms and biases in `dtype` as "
-     "bitsandbytes does.")
+     "bitsandbytes and torchao do.")
     check_choice("quantisation", quant, QUANTS); check_choice("dtype", dtype, tuple(BYTES))
     s, b, c = shape(config), BYTES[dtype], param_counts(config)
     per_layer = sum(quantised_linear_bytes(i, o, quant, b) + (o * b if bias else 0)
@@ -179,7 +181,7 @@ def layer_backward_transient(s: Shape, tokens: int, precision: str = "bf16") -> 
 
 # %% ../nbs/03a_vram.ipynb #5686766c
 def layer_forward_transient(s: Shape, tokens: int, dtype_bytes: int = 2, # bytes of the activations
-                            quant: str = "none", # 8bit adds LLM.int8's int32 accumulators
+                            quant: str = "none", # 8bit: LLM.int8's int32 accumulators; int8-torchao: a 16-bit weight
                             lora: bool = False, # an unmerged PEFT adapter adds its fp32 branch
                             repeat_kv: bool = True) -> int: # bytes
     ("Peak working memory of one decoder layer in a no-grad forward: the MLP's silu(gate), up and product, "
@@ -188,7 +190,8 @@ def layer_forward_transient(s: Shape, tokens: int, dtype_bytes: int = 2, # bytes
     if quant == "8bit": mlp += 4 * s.I
     if lora: mlp += 4 * s.I + 4 * s.H
     attn = (2 * s.A + 2 * _kv_width(s, repeat_kv) + 2 * s.KV + 2 * s.H) * dtype_bytes
-    return tokens * max(mlp, attn)
+    deq = s.I * s.H * dtype_bytes if quant == "int8-torchao" else 0  # the widest linear's weight cast to dtype
+    return tokens * max(mlp, attn) + deq
 
 # %% ../nbs/03a_vram.ipynb #017984fd
 def naive_loss_bytes(positions: int, # B × kept positions with logits
@@ -281,7 +284,7 @@ class VRAMSettings:
     "What a run looks like to memory: models, precisions, batch shape and the tricks in use (defaults: the seed's run)."
     teacher: object = "Qwen/Qwen2.5-7B"  # config, dict of its fields, known id or model directory
     student: object = "Qwen/Qwen1.5-1.8B"
-    # none | 8bit | 4bit: halves/quarters the linear layers; embeddings and lm_head stay 16-bit
+    # none | 8bit | 4bit | int8-torchao: halves/quarters the linear layers; embeddings and lm_head stay 16-bit
     teacher_quant: str = "8bit"
     teacher_dtype: str = "bf16"  # unquantised parts and activations of the teacher
     teacher_lora_rank: int = 64  # unmerged adapter (always so on a quantised base); 0 = none or merged
