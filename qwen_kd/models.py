@@ -86,7 +86,6 @@ QUANTIZATIONS = ("none", "8bit", "4bit", "int8-torchao")
 # %% ../nbs/00_models.ipynb #3a888841
 def _torchao_int8() -> TorchAoConfig:
     "transformers' `TorchAoConfig` for int8 weight-only, or one line naming the extra to install."
-    logging.getLogger("torchao").setLevel(logging.ERROR)  # CUDA-only kernels it cannot load on CPU: not our problem
     try: from torchao.quantization import Int8WeightOnlyConfig
     except ImportError:
         raise QwenKDError("quantization int8-torchao needs torchao: pip install qwen_kd[torchao]") from None
