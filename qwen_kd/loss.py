@@ -183,7 +183,8 @@ def _free_bytes(device) -> int:
     device = torch.device(device)
     if device.type == "cuda": return torch.cuda.mem_get_info(device)[0]
     try:
-        with open("/proc/meminfo") as f: return next(int(l.split()[1]) for l in f if l.startswith("MemAvailable")) * 1024
+        with open("/proc/meminfo") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("MemAvailable")) * 1024
     except (OSError, StopIteration): return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 # %% ../nbs/02_loss.ipynb #9898cc19
