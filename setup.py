@@ -29,6 +29,7 @@ lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 dev_requirements = (cfg.get('dev_requirements') or '').split()
 widgets_requirements = (cfg.get('widgets_requirements') or '').split()
 torchao_requirements = (cfg.get('torchao_requirements') or '').split()
+bench_requirements = (cfg.get('bench_requirements') or '').split()
 
 package_data = dict()
 pkg_data = cfg.get('package_data', None)
@@ -48,7 +49,7 @@ setuptools.setup(
     include_package_data = True,
     install_requires = requirements,
     extras_require={ 'dev': dev_requirements, 'vllm': ['vllm'], 'widgets': widgets_requirements,
-                    'torchao': torchao_requirements },
+                    'torchao': torchao_requirements, 'bench': bench_requirements },
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
     long_description = open('README.md', encoding='utf-8').read(),

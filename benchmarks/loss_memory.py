@@ -9,11 +9,12 @@ On a machine shared with other jobs, a naive run that would not fit in `MemAvail
 its peak is extrapolated linearly from the largest N measured (the naive loss is a handful of (N, V) tensors), and
 the line says so. Wall times on a shared 2-core machine are noisy.
 
-Liger-kernel is not measured: it is not installed in this project's environment and was not tried (installing it
-into the shared environment was out of scope); its `chunked_loss` JSD with `compiled=False` may run on CPU and would
-be the natural third column.
+Liger-Kernel's chunked distillation loss (`LigerFusedLinearJSDLoss`, β = 0: the forward KL, `compiled=False` on
+CPU; install with `pip install -e ".[bench]"`) is the third column, on the same inputs and chunk. Its soft loss is
+not scaled by T², so it gets `weight_soft_loss = alpha·T²` to compute the same loss as ours; before the runs a small
+in-process check prints both losses and gradients side by side.
 
-    PYTHONPATH=. python benchmarks/loss_memory.py --ns 1024 2048 4096 | tee benchmarks/loss_memory.out.txt   # the lines and ratios
+    PYTHONPATH=. python benchmarks/loss_memory.py --ns 2048 4096 | tee benchmarks/loss_memory.out.txt   # the lines and ratios
     python benchmarks/loss_memory.py --one fused 1024 --V 32000 --H 512   # one JSON line, used by nbs/02_loss
 """
 import argparse, json, os, resource, subprocess, sys, time
@@ -23,6 +24,36 @@ def rss_mb() -> float:
 
 def avail_mb() -> float:
     with open("/proc/meminfo") as f: return next(int(l.split()[1]) for l in f if l.startswith("MemAvailable")) / 1024
+
+IMPLS = ("fused", "liger", "naive")
+T, ALPHA = 2.0, 0.5
+
+def liger_loss(chunk: int):
+    "Liger's fused-linear JSD at β = 0 (FKL), weighted to equal `fused_kd_loss`'s alpha·T²·KL + (1 − alpha)·CE."
+    from liger_kernel.chunked_loss import LigerFusedLinearJSDLoss
+    return LigerFusedLinearJSDLoss(weight_hard_loss=1 - ALPHA, weight_soft_loss=ALPHA * T**2, beta=0.0, temperature=T,
+                                   compiled=False, chunk_size=chunk)
+
+def check(n=300, V=4096, H=256, chunk=128) -> str:
+    "Liger vs ours on one small fp32 batch: loss and both gradients, relative differences."
+    import torch
+    from qwen_kd.loss import fused_kd_loss
+    torch.manual_seed(1)
+    hs, ws = torch.randn(1, n + 1, H) * 0.5, torch.randn(V, H) * 0.02
+    ht, wt = torch.randn(1, n + 1, H) * 0.5, torch.randn(V, H) * 0.02
+    y = torch.randint(0, V, (1, n + 1)); y[0, 0] = -100
+    out = {}
+    for impl in ("fused", "liger"):
+        h, w = hs.clone().requires_grad_(), ws.clone().requires_grad_()
+        if impl == "fused": loss = fused_kd_loss(h, w, ht, wt, y, "fkl", T, ALPHA, chunk_size=chunk)[0]
+        else: loss = liger_loss(chunk)(h[0, :-1], w, ht[0, :-1], wt, y[0, 1:])
+        loss.backward()
+        out[impl] = loss.detach(), h.grad[0, :-1], w.grad
+    rel = [((a - b).norm() / b.norm()).item() for a, b in zip(out["fused"], out["liger"])]
+    ok = all(r < 1e-4 for r in rel)
+    return (f"check (N={n}, V={V:,}, H={H}, fp32): loss ours {out['fused'][0]:.6f}, Liger {out['liger'][0]:.6f}; "
+            f"relative difference loss {rel[0]:.1e}, grad h {rel[1]:.1e}, grad W {rel[2]:.1e}: "
+            + ("equal within 1e-4" if ok else "NOT equal (tolerance 1e-4)"))
 
 def one(impl: str, n: int, V: int, H: int, chunk: int) -> dict:
     "Run one forward + backward in this process and measure it."
@@ -37,9 +68,11 @@ def one(impl: str, n: int, V: int, H: int, chunk: int) -> dict:
     t0 = time.perf_counter()
     if impl == "naive":
         with torch.no_grad(): t_logits = ht @ wt.T  # (1, n+1, V) the teacher never needs gradients
-        loss = kd_loss(hs @ ws.T, t_logits, y, 0.5, 2.0)[0]
+        loss = kd_loss(hs @ ws.T, t_logits, y, ALPHA, T)[0]
+    elif impl == "liger":
+        loss = liger_loss(chunk)(hs[0, :-1], ws, ht[0, :-1], wt, y[0, 1:])  # (n, H) rows, shifted targets
     else:
-        loss = fused_kd_loss(hs, ws, ht, wt, y, "fkl", 2.0, 0.5, chunk_size=chunk)[0]
+        loss = fused_kd_loss(hs, ws, ht, wt, y, "fkl", T, ALPHA, chunk_size=chunk)[0]
     loss.backward()
     secs = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
@@ -62,10 +95,12 @@ if __name__ == "__main__":
     from provenance import header, footer
     T0 = time.perf_counter()
     print(header(), flush=True)
-    print(f"V={a.V:,} H={a.H:,} fp32 CPU ({torch.get_num_threads()} threads), forward+backward, FKL T=2 alpha=0.5, fused chunk={a.chunk}")
+    print(f"V={a.V:,} H={a.H:,} fp32 CPU ({torch.get_num_threads()} threads), forward+backward, FKL T=2 alpha=0.5, "
+          f"chunk={a.chunk} (fused and Liger)")
+    print(check(), flush=True)
     res = {}
     for n in a.ns:
-        for impl in ("fused", "naive"):
+        for impl in IMPLS:
             done = [m for m in a.ns if (impl, m) in res and not res[impl, m].get("extrapolated")]
             base = max(done) if done else None
             need = res[impl, base]["peak_mb"] * n / base * 1.15 + 3 * a.V * a.H * 4 / 2**20 if impl == "naive" and base else 0
@@ -81,5 +116,10 @@ if __name__ == "__main__":
     note = f" (naive extrapolated from N={base})" if base else ""
     print(f"naive/fused memory at N={n}: {res['naive', n]['peak_mb'] / res['fused', n]['peak_mb']:.1f}x{note}")
     m = base or n
-    print(f"naive/fused time at N={m}: {res['naive', m]['secs'] / res['fused', m]['secs']:.1f}x")
+    print(f"naive/fused time at N={m}: {res['naive', m]['secs'] / res['fused', m]['secs']:.2f}x")
+    for m in a.ns:
+        d = abs(res["fused", m]["loss"] - res["liger", m]["loss"]) / abs(res["liger", m]["loss"])
+        print(f"loss at N={m}: ours {res['fused', m]['loss']:.6f}, Liger {res['liger', m]['loss']:.6f} (relative difference {d:.1e})")
+    print(f"ours/Liger memory = {res['fused', n]['peak_mb'] / res['liger', n]['peak_mb']:.2f} (N={n})")
+    print(f"ours/Liger time = {res['fused', n]['secs'] / res['liger', n]['secs']:.2f} (N={n})")
     print(footer(T0))

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_loss.ipynb #a3df9963
 from __future__ import annotations
-import math
+import math, os
 from typing import NamedTuple
 import torch
 import torch.nn.functional as F
@@ -12,7 +12,7 @@ from .core import QwenKDError, check_choice, tokenizer_hash
 
 # %% auto #0
 __all__ = ['KINDS', 'KL_KINDS', 'shared_vocab', 'token_divergence', 'scaled_divergence', 'divergence', 'kd_loss',
-           'sparse_divergence', 'FusedOptions', 'FusedKD', 'fused_kd_loss']
+           'sparse_divergence', 'auto_chunk', 'FusedOptions', 'FusedKD', 'fused_kd_loss']
 
 # %% ../nbs/02_loss.ipynb #83e9d8ae
 def shared_vocab(teacher_tok, student_tok) -> int:
@@ -153,17 +153,17 @@ def _chunk_terms(z, tz, y, sp, kind, T, beta, skew, n):
 
 # %% ../nbs/02_loss.ipynb #4e6e26d3
 def _fkl_chunk(z, teacher_logits, y, T, alpha, n, denom):
-    "FKL + CE of one chunk from its logits z (C, Vs) and the gradient w.r.t. z, in z's buffer (~4 (C, V) live)."
-    ls = F.log_softmax(z[:, :n] / T, -1)  # (C, n)
+    "FKL + CE of one chunk from its logits z (C, Vs) and the gradient w.r.t. z, with fused softmax kernels."
+    ls = F.log_softmax(z[:, :n] / T if T != 1 else z[:, :n], -1)  # (C, n); at T = 1 no scaled copy
     tz = teacher_logits()  # (C, Vt), only now: with ls's temporary gone
-    lt = F.log_softmax(tz[:, :n].div_(T), -1); del tz  # (C, n)
+    lt = F.log_softmax(tz[:, :n].div_(T) if T != 1 else tz[:, :n], -1); del tz  # (C, n)
     pt = lt.exp()
     kd = lt.sub_(ls).mul_(pt).sum(-1) * T ** 2; del lt  # (C,)
     g_kd = ls.exp_().sub_(pt).mul_(alpha * T / denom); del pt  # (C, n) T·(q_S − p_T), weighted
-    lse = torch.logsumexp(z, -1, keepdim=True)  # (C, 1)
-    ce = lse.squeeze(-1) - z.gather(-1, y[:, None]).squeeze(-1)  # (C,)
-    dz = z.sub_(lse).exp_().mul_((1 - alpha) / denom)  # (C, Vs) softmax(z), weighted, in z's buffer
-    dz.scatter_add_(-1, y[:, None], torch.full_like(lse, -(1 - alpha) / denom))
+    dz = F.log_softmax(z, -1); del z  # (C, Vs) one fused pass, not logsumexp's amax, sub, exp and sum
+    ce = -dz.gather(-1, y[:, None]).squeeze(-1)  # (C,)
+    dz.exp_().mul_((1 - alpha) / denom)  # softmax(z), weighted
+    dz.scatter_add_(-1, y[:, None], torch.full_like(ce[:, None], -(1 - alpha) / denom))
     dz[:, :n] += g_kd
     return kd, ce, dz
 
@@ -176,6 +176,28 @@ def _autograd_chunk(z, tz, y, sp, kind, T, alpha, beta, skew, n, denom):
         kd, ce = kd.sum(), ce.sum()
         dz, = torch.autograd.grad((alpha * kd + (1 - alpha) * ce) / denom, z)  # (C, Vs)
     return kd, ce, dz
+
+# %% ../nbs/02_loss.ipynb #3c93eda5
+def _free_bytes(device) -> int:
+    "Free memory on `device`: CUDA's free bytes, or the kernel's MemAvailable (all RAM if /proc is missing)."
+    device = torch.device(device)
+    if device.type == "cuda": return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("MemAvailable")) * 1024
+    except (OSError, StopIteration): return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+# %% ../nbs/02_loss.ipynb #9898cc19
+def auto_chunk(rows: int, # target rows to cover
+               vocab: int, # the widest (C, V) block's V
+               budget: int|None = None, # bytes for the chunk's blocks; None: a quarter of `_free_bytes(device)`
+               device="cpu", # where the blocks live
+               itemsize: int = 4, # bytes per element of the blocks (fp32 softmaxes)
+               blocks: int = 4, # (C, V) blocks live at once (see `_fkl_chunk`)
+              ) -> int: # chunk_size: rows per (C, V) block, in [1, max(rows, 1)]
+    "Rows per chunk from a memory budget: the most whose `blocks` (C, V) blocks fit in `budget` bytes."
+    budget = _free_bytes(device) // 4 if budget is None else budget
+    return max(1, min(rows, budget // (blocks * vocab * itemsize)))
 
 # %% ../nbs/02_loss.ipynb #55e0356e
 class FusedOptions(NamedTuple):
@@ -210,16 +232,15 @@ class FusedKD(torch.autograd.Function):
         kd_sum, ce_sum = h.new_zeros((), dtype=dt), h.new_zeros((), dtype=dt)
         for i in range(0, h.shape[0], C):
             hc = h[i:i+C].to(s_mm)  # (C, H)
-            z = (hc @ w_mm.T).to(dt)  # (C, Vs)
+            s_logits = lambda: (hc @ w_mm.T).to(dt)  # (C, Vs), made in the call: the callee frees it when done
             t_logits = lambda: (th[i:i+C].to(t_mm) @ tw_mm.T).to(dt)  # (C, Vt)
             sp = (sp_ids[i:i+C], sp_logp[i:i+C], mode) if sp_ids is not None else None
             if kind == "fkl" and tw_mm is not None:  # the default: hand-written gradient, fewer buffers
-                kd, ce, dz = _fkl_chunk(z, t_logits, y[i:i+C], T, alpha, n, denom)
+                kd, ce, dz = _fkl_chunk(s_logits(), t_logits, y[i:i+C], T, alpha, n, denom)
                 kd, ce = kd.sum(), ce.sum()
             else:
                 tz = t_logits() if tw_mm is not None else None
-                kd, ce, dz = _autograd_chunk(z, tz, y[i:i+C], sp, kind, T, alpha, beta, skew, n, denom)
-            del z
+                kd, ce, dz = _autograd_chunk(s_logits(), tz, y[i:i+C], sp, kind, T, alpha, beta, skew, n, denom)
             dz = dz.to(s_mm)  # no copy unless the matmuls are 16-bit
             gh[i:i+C] = dz @ w_mm
             if gw is not None:
@@ -254,7 +275,7 @@ def fused_kd_loss(student_hidden: torch.Tensor, # (B, L, H) student final hidden
                   temperature: float = 2.0, # softens both distributions (student only with sparse targets)
                   alpha: float = 0.5, # weight of the KD term; 1 − alpha goes to CE
                   beta: float = 0.5, # js mixture weight
-                  chunk_size: int = 1024, # target rows per chunk: memory ∝ chunk_size × V
+                  chunk_size: int|None = None, # target rows per chunk (memory ∝ chunk_size × V); None: `auto_chunk`
                   vocab_size: int|None = None, # shared ids; defaults to the smaller lm_head
                   num_items_in_batch: int|torch.Tensor|None = None, # target tokens across gradient accumulation
                   sparse_targets: dict|None = None, # {"ids": (N_t, k), "logp": (N_t, k), "mode": topk|sample}
@@ -280,6 +301,8 @@ def fused_kd_loss(student_hidden: torch.Tensor, # (B, L, H) student final hidden
     if not has_t and ids is None: alpha = 0.0  # no teacher (or alpha = 0): plain CE
     n = vocab_size or min(student_lm_head.shape[0], tw.shape[0] if has_t else student_lm_head.shape[0])
     denom = _denom(mask, num_items_in_batch)
-    opts = FusedOptions(kind, temperature, float(alpha), beta, skew, n, max(1, int(chunk_size)), denom, mode,
+    vmax = max(student_lm_head.shape[0], tw.shape[0] if has_t else 0)
+    C = auto_chunk(h.shape[0], vmax, device=h.device) if chunk_size is None else max(1, int(chunk_size))
+    opts = FusedOptions(kind, temperature, float(alpha), beta, skew, n, C, denom, mode,
                         matmul_dtype)
     return FusedKD.apply(h, student_lm_head, th, tw, y, ids, logp, opts)
