@@ -22,7 +22,9 @@ def _git(*args) -> str:
 def commit() -> str:
     "HEAD's hash, '+dirty' and the tracked files that differ from it when the tree has uncommitted changes."
     try: head = _git("rev-parse", "HEAD")
-    except (OSError, subprocess.CalledProcessError): return "unknown (not a git checkout)"
+    except (OSError, subprocess.CalledProcessError):  # a copy of the tree without .git (a rented GPU machine)
+        given = os.environ.get("QWEN_KD_COMMIT")
+        return f"{given} (from QWEN_KD_COMMIT: a copy of the tree without .git)" if given else "unknown (not a git checkout)"
     changed = _git("status", "--porcelain", "--untracked-files=no").splitlines()
     if not changed: return head
     code = lambda n: not n.startswith(("qwen_kd/", "benchmarks/"))  # the files that change the numbers first
