@@ -272,7 +272,8 @@ FIT_KNOBS = {  # per stage: groups of alternatives (section, key, value, cost); 
                 [("teacher", "quantization", "8bit", 3), ("teacher", "quantization", "4bit", 6)]],
     "eval": [[("eval", "batch_size", b, c) for b, c in ((8, 1), (4, 2), (1, 4))],
              [("eval", "teacher_quantization", "8bit", 3), ("eval", "teacher_quantization", "4bit", 6)]]}
-_ORDER = {"quantization": ("none", "8bit", "4bit"), "teacher_quantization": ("none", "8bit", "4bit"),
+_Q = ("none", "8bit", "int8-torchao", "4bit")  # the teacher's quantizations, most memory first (both 8-bit: same bytes)
+_ORDER = {"quantization": _Q, "teacher_quantization": _Q,
           "adapter": ("none", "lora", "qlora")}
 
 # %% ../nbs/04b_pipeline.ipynb #49cd7702

@@ -273,10 +273,10 @@ def vllm_lora_args(lora: str|None) -> tuple|None:
 
 # %% ../nbs/01_teacher.ipynb #7264ce21
 def vllm_engine_kwargs(cfg: TeacherConfig) -> dict:
-    "Keyword arguments for `vllm.LLM`; vLLM quantises in flight to 4-bit only, so 8bit is refused."
-    if cfg.quantization == "8bit":
-        raise QwenKDError("backend vllm: in-flight bitsandbytes quantisation is 4-bit only; "
-                          "use quantization: 4bit or none")
+    "Keyword arguments for `vllm.LLM`; vLLM quantises in flight to bitsandbytes 4-bit only: 8-bit options are refused."
+    if cfg.quantization in ("8bit", "int8-torchao"):
+        raise QwenKDError(f"backend vllm: quantization {cfg.quantization} is not supported (vLLM quantises in flight "
+                          "to bitsandbytes 4-bit only); use quantization: 4bit or none")
     kw = dict(model=cfg.base, tokenizer=cfg.tokenizer or cfg.base, dtype={"auto": "auto"}.get(cfg.dtype, cfg.dtype),
               seed=cfg.seed, trust_remote_code=cfg.trust_remote_code, enable_lora=bool(cfg.lora))
     if cfg.quantization == "4bit": kw["quantization"] = "bitsandbytes"
