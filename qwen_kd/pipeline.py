@@ -136,8 +136,10 @@ class _Loader(yaml.SafeLoader):
 
 def safe_yaml(text: str):
     "`text` read as YAML like `yaml.safe_load`, but a bomb, a self-reference or too deep a nesting is a `YAMLTooLarge`."
-    try: return yaml.load(text, Loader=_Loader)
+    loader = _Loader(text)  # what `yaml.safe_load` does, with the limits above
+    try: return loader.get_single_data()
     except RecursionError: raise YAMLTooLarge("nested too deeply") from None
+    finally: loader.dispose()
 
 # %% ../nbs/04b_pipeline.ipynb #237f98f3
 def read_yaml(path: str|Path) -> dict:

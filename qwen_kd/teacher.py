@@ -67,7 +67,7 @@ def _completion(tok, row: list[int], stops: set[int]) -> dict:
 
 # %% ../nbs/01_teacher.ipynb #134c9751
 class _LogBar:
-    "The part of tqdm's interface the package uses, as a line every `interval` seconds and one at `close`."
+    "tqdm's interface as the package uses it: a line every `interval` seconds, and at `close` if it ran that long."
     def __init__(self, total: int, desc: str, unit: str, interval: float, file):
         self.total, self.desc, self.unit, self.interval, self.file = total, desc, unit, interval, file
         self.n, self.post, self.t0 = 0, "", time.monotonic()
@@ -80,13 +80,14 @@ class _LogBar:
         self.last = time.monotonic(); dt = self.last - self.t0
         print(f"{self.desc}: {self.n}/{self.total} {self.unit} in {dt:.1f} s, {self.n / max(dt, 1e-9):.2f} "
               f"{self.unit}/s" + (f", {self.post}" if self.post else ""), file=self.file, flush=True)
-    def close(self): self._line()
+    def close(self):  # a closing line only for a phase long enough to have been logged: short ones stay silent
+        if self.last > self.t0 or time.monotonic() - self.t0 >= self.interval: self._line()
 
 # %% ../nbs/01_teacher.ipynb #e3c08d47
 def progress_bar(total: int, desc: str, unit: str = "ex", disable: bool = False, # no output at all
                  interval: float = 30.0, # seconds between log lines when `file` is not a terminal
                  file=None): # default: sys.stderr
-    "A tqdm bar on a terminal; otherwise (a log file) a plain line every `interval` seconds and one at the end."
+    "A tqdm bar on a terminal; in a log file a line every `interval` seconds (and at the end, if it ran that long)."
     file = file or sys.stderr
     if disable or (file.isatty() if hasattr(file, "isatty") else False):
         return tqdm(total=total, desc=desc, unit=unit, file=file, disable=disable, dynamic_ncols=True)

@@ -15,8 +15,8 @@ import yaml
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
        "OMP_NUM_THREADS": "1"}
 CHILD = """import resource, signal, sys
+import qwen_kd.pipeline as pl  # first, as in the `qwen-kd` command: the package quiets optional libraries' import logs
 from transformers import TrainerCallback
-import qwen_kd.pipeline as pl
 limit = int(sys.argv[1])
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the process at the limit instead of failing the write
 
