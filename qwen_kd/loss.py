@@ -214,6 +214,14 @@ class FusedOptions(NamedTuple):
     matmul_dtype: torch.dtype|None = None # logits' matmuls; None: each side's own dtype
 
 # %% ../nbs/02_loss.ipynb #b5923f3e
+def _saved_grads(ctx, go: torch.Tensor) -> tuple: # ctx of a chunked loss Function: saved (gh, gw), `dtypes`
+    "The gradients a chunked loss computed in its forward, scaled by the upstream `go`, in the inputs' dtypes."
+    gh, gw = ctx.saved_tensors
+    if not torch.equal(go, torch.ones_like(go)):  # a plain loss.backward() skips this: no second (V, H) buffer
+        go = go.to(gh.dtype)
+        gh, gw = gh * go, (gw * go if gw is not None else None)
+    return gh.to(ctx.dtypes[0]), (gw.to(ctx.dtypes[1]) if gw is not None else None)
+
 class FusedKD(torch.autograd.Function):
     "Chunked KD + CE over target rows: loss and gradients in forward, gradients scaled in backward."
     @staticmethod
@@ -256,14 +264,7 @@ class FusedKD(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, go, _gkd, _gce):
-        gh, gw = ctx.saved_tensors
-        if not torch.equal(go, torch.ones_like(go)):  # a plain loss.backward() skips this: no second (V, H) buffer
-            go = go.to(gh.dtype)
-            gh, gw = gh * go, (gw * go if gw is not None else None)
-        gh = gh.to(ctx.dtypes[0])
-        if gw is not None: gw = gw.to(ctx.dtypes[1])
-        return gh, gw, None, None, None, None, None, None
+    def backward(ctx, go, _gkd, _gce): return *_saved_grads(ctx, go), None, None, None, None, None, None
 
 # %% ../nbs/02_loss.ipynb #69489738
 def fused_kd_loss(student_hidden: torch.Tensor, # (B, L, H) student final hidden states (after the final norm)

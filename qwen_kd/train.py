@@ -18,7 +18,7 @@ from .core import (QwenKDError, knob, check_fields, check_output_dir, kd_collato
                           read_jsonl, read_done, tokenize_chat, atomic_write, left_pad, tokenizer_hash)
 from .models import load_causal_lm, load_tokenizer, resolve_dtype, quantization_config
 from .teacher import TeacherConfig, GenConfig, SparseCache, load_teacher
-from .loss import KINDS, kd_loss, fused_kd_loss, shared_vocab
+from .loss import KINDS, kd_loss, fused_kd_loss, shared_vocab, _saved_grads
 
 # %% auto #0
 __all__ = ['TRAIN_MODES', 'ADAPTERS', 'TRAIN_PRECISIONS', 'KDConfig', 'build_dataset', 'KDCollator', 'training_args', 'KDTrainer',
@@ -298,12 +298,7 @@ class SparseKD(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, go, _gkd, _gce):
-        gh, gw = ctx.saved_tensors
-        if not torch.equal(go, torch.ones_like(go)):  # a plain loss.backward() skips this
-            go = go.to(gh.dtype)
-            gh, gw = gh * go, (gw * go if gw is not None else None)
-        return gh.to(ctx.dtypes[0]), (gw.to(ctx.dtypes[1]) if gw is not None else None), *[None] * 10
+    def backward(ctx, go, _gkd, _gce): return *_saved_grads(ctx, go), *[None] * 10  # as `FusedKD`
 
 # %% ../nbs/03_train.ipynb #c5a76ab6
 def sparse_kd_loss(student_hidden: torch.Tensor, # (B, L, H) student final hidden states (after the final norm)
