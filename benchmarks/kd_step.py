@@ -1,11 +1,13 @@
-"""Step time of plain SFT, online KD and offline sparse KD (KDTrainer), for a student and a ~4x larger teacher.
+"""Step time of plain SFT, online KD (fused and naive loss) and offline sparse KD (KDTrainer), for a student and a ~4x
+larger teacher.
 
 Tiny-but-realistic: Qwen2 architecture, random init, fp32 on CPU, the real vocabularies (teacher 152,064 embedding
 rows with the Qwen2.5 tokenizer, student 151,936 rows with the Qwen1.5 tokenizer, 151,646 shared ids), untied
 embeddings. One step = the collator (offline: reading the cached sparse targets) + `KDTrainer.training_step`
-(forward, fused loss — offline: `sparse_kd_loss` — backward) + AdamW step, after `keep_freed_memory()` as in `train_student`, batch 4 x 256 tokens (64 prompt + 192 reply tokens each).
-The three trainers (one student copy each, same init) step in turn, round after round, so load from other jobs
-on the machine hits all three alike; after warm-up rounds the median of each is reported.
+(forward, fused loss — naive: `fused: false`, the (B, L, V) logits of both models into `kd_loss`; offline:
+`sparse_kd_loss` — backward) + AdamW step, after `keep_freed_memory()` as in `train_student`, batch 4 x 256 tokens (64 prompt + 192 reply tokens each).
+The four trainers (one student copy each, same init) step in turn, round after round, so load from other jobs
+on the machine hits all four alike; after warm-up rounds the median of each is reported.
 The offline cache (sampled, k = 16) is written once by `cache_teacher_logits`; its one-time cost is printed apart.
 
     PYTHONPATH=. python benchmarks/kd_step.py | tee benchmarks/kd_step.out.txt    # ~2-4 minutes on 2 idle cores
@@ -17,13 +19,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1"); os.environ.setdefault("TRANSFORMER
 import torch
 from qwen_kd.demo import tiny_qwen2, qwen_tokenizer, TEACHER_ROWS, STUDENT_ROWS, WORDS
 from qwen_kd.teacher import SparseCache, cache_teacher_logits
-from qwen_kd.loss import shared_vocab, fused_kd_loss
-from qwen_kd.train import KDConfig, KDTrainer, KDCollator, build_dataset, training_args, keep_freed_memory, sparse_kd_loss
+from qwen_kd.loss import shared_vocab, fused_kd_loss, kd_loss
+from qwen_kd.train import KDConfig, KDTrainer, KDCollator, build_dataset, training_args, keep_freed_memory, sparse_kd_loss, logits_to_keep
 from provenance import header, footer
 
 STUDENT = dict(hidden=128, layers=4, heads=4, kv_heads=2, intermediate=384)
 TEACHER = dict(hidden=512, layers=4, heads=8, kv_heads=4, intermediate=1536)
-MODES = ("sft", "online", "offline")
+MODES = ("sft", "online", "naive", "offline")
 
 def examples(n: int, prompt_words: int, reply_words: int, seed: int = 0) -> list[dict]:
     "Chat examples with word-salad prompts and replies of fixed length (one word ≈ one token)."
@@ -36,8 +38,9 @@ def examples(n: int, prompt_words: int, reply_words: int, seed: int = 0) -> list
 def trainer(mode: str, student, teacher, s_tok, ds, cache, n: int, out: str, bs: int) -> KDTrainer:
     cfg = KDConfig(output_dir=out, batch_size=bs, grad_accum=1, lr=1e-4, max_steps=10_000, save_steps=10**9, logging_steps=10**9)
     tr = KDTrainer(model=student, args=training_args(cfg), train_dataset=ds, data_collator=KDCollator(s_tok, cache if mode == "offline" else None),
-                   processing_class=s_tok, teacher_model=teacher if mode == "online" else None, alpha=0.5, temperature=2.0,
-                   vocab_size=n, sparse_mode=cache.mode if mode == "offline" else None)
+                   processing_class=s_tok, teacher_model=teacher if mode in ("online", "naive") else None, alpha=0.5,
+                   temperature=2.0, vocab_size=n, sparse_mode=cache.mode if mode == "offline" else None,
+                   fused=mode != "naive", chunk_size=cfg.chunk_size)
     tr.create_optimizer()  # no scheduler: torch's LRScheduler cannot wrap KDTrainer's guarded optimizer.step (a plain function)
     tr.model.train()
     return tr
@@ -56,7 +59,8 @@ def step(tr: KDTrainer, batches) -> tuple[float, float]:
     return time.perf_counter() - t0, t1 - t0
 
 def loss_only(tr: KDTrainer, inputs: dict) -> float:
-    "Seconds of the loss alone (forward + backward through `FusedKD`, offline `SparseKD`), from the batch's cached hidden states."
+    """Seconds of the loss alone (forward + backward through `FusedKD`, offline `SparseKD`, naive `kd_loss` on logits),
+    from the batch's hidden states."""
     kw = dict(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False, output_hidden_states=True, logits_to_keep=1)
     with torch.no_grad():
         h = tr.model(**kw).hidden_states[-1]
@@ -67,6 +71,10 @@ def loss_only(tr: KDTrainer, inputs: dict) -> float:
     sparse = tr._sparse(inputs, tr.vocab_size) if "sparse_ids" in inputs else None
     t0 = time.perf_counter()
     if sparse is not None: loss = sparse_kd_loss(h, w, inputs["labels"], sparse, 1.0, 0.5, tr.vocab_size)[0]  # as KDTrainer: T = 1
+    elif not tr.fused:  # as `_naive_loss`: the logits of the positions from the first target on, both models
+        labels, keep = inputs["labels"], logits_to_keep(inputs["labels"])
+        with torch.no_grad(): tz = th[:, -keep:] @ tw.T
+        loss = kd_loss(h[:, -keep:] @ w.T, tz, labels[:, -keep:], 0.5, 2.0, tr.vocab_size)[0]
     else: loss = fused_kd_loss(h, w, th, tw, inputs["labels"], temperature=2.0, alpha=0.5, vocab_size=tr.vocab_size)[0]
     loss.backward()
     w.grad = None
@@ -138,12 +146,13 @@ def main():
     ratio = lambda a, b: statistics.median(x / y for x, y in zip(times[a], times[b]))  # per round: side by side
     load1 = os.getloadavg()
     print(f"\n| mode | ms/step (median of {a.rounds}) | [p25, p75] ms | ratio to SFT (median of per-round ratios) |\n|---|---|---|---|")
-    for m, name in zip(MODES, ("plain SFT (CE on the reply)", "online KD (teacher forward each step)", "offline sparse KD (cached, k=%d)" % a.k)):
+    for m, name in zip(MODES, ("plain SFT (CE on the reply)", "online KD (teacher forward each step)",
+                             "online KD, naive loss (B×L×V logits)", "offline sparse KD (cached, k=%d)" % a.k)):
         print(f"| {name} | {med[m] * 1e3:.0f} | [{q(m, .25) * 1e3:.0f}, {q(m, .75) * 1e3:.0f}] | {ratio(m, 'sft'):.2f} |")
     print("of which the batch (collate; offline: cached-target reads), median ms: "
           + ", ".join(f"{m} {statistics.median(data[m]) * 1e3:.0f}" for m in MODES))
     if a.loss_rounds:
-        print(f"the fused loss alone (forward + backward, same batch, median of {a.loss_rounds}), ms: "
+        print(f"the loss alone (forward + backward, same batch, median of {a.loss_rounds}), ms: "
               + ", ".join(f"{m} {statistics.median(losses[m]) * 1e3:.0f}" for m in MODES)
               + f"; offline - SFT = {(statistics.median(losses['offline']) - statistics.median(losses['sft'])) * 1e3:.0f} ms")
     fl = {}
@@ -151,8 +160,11 @@ def main():
         s_fb, _ = step_flops(sc, STUDENT_ROWS, toks, tgt); _, t_f = step_flops(tc, TEACHER_ROWS, toks, tgt)
         fl[name] = f"SFT {s_fb / 1e9:,.0f} GFLOP, online +{t_f / 1e9:,.0f} (teacher forward), offline/online {s_fb / (s_fb + t_f):.2f}"
     print("FLOP model (matmuls only, this batch; offline counted as SFT): " + "; ".join(f"{k}: {v}" for k, v in fl.items()))
+    x = ratio("online", "naive")
+    print(f"\nfused/naive step time = {x:.2f} (online KD, median of per-round ratios; ratio of medians "
+          f"{med['online'] / med['naive']:.2f}); goal ≤ 1.0: {'met' if x <= 1.0 else 'NOT met'}")
     y = ratio("offline", "sft")
-    print(f"\noffline/SFT step time = {y:.2f} (median of per-round ratios; ratio of medians {med['offline'] / med['sft']:.2f}); "
+    print(f"offline/SFT step time = {y:.2f} (median of per-round ratios; ratio of medians {med['offline'] / med['sft']:.2f}); "
           f"goal ≤ 1.05: {'met' if y <= 1.05 else 'NOT met'}")
     r = ratio("offline", "online")
     print(f"\noffline / online = {r:.2f} (median of per-round ratios; ratio of medians {med['offline'] / med['online']:.2f}); "

@@ -7,7 +7,10 @@ and weights allocated), so it counts the loss's own activations, logits and grad
 
 On a machine shared with other jobs, a naive run that would not fit in `MemAvailable` (with margin) is not started:
 its peak is extrapolated linearly from the largest N measured (the naive loss is a handful of (N, V) tensors), and
-the line says so. Wall times on a shared 2-core machine are noisy.
+the line says so. The memory runs' single wall times are noisy on a shared 2-core machine; the time ratios come from
+a second phase: every impl that fits, in one process, `--rounds` interleaved rounds per N (the order alternating, a
+load spike hits all alike), medians of the per-round ratios; `compiled` is ours with `compile=True` (its first call,
+which compiles, is timed apart).
 
 Liger-Kernel's chunked distillation loss (`LigerFusedLinearJSDLoss`, β = 0: the forward KL, `compiled=False` on
 CPU; install with `pip install -e ".[bench]"`) is the third column, on the same inputs and chunk. Its soft loss is
@@ -17,7 +20,7 @@ in-process check prints both losses and gradients side by side.
     PYTHONPATH=. python benchmarks/loss_memory.py --ns 2048 4096 | tee benchmarks/loss_memory.out.txt   # the lines and ratios
     python benchmarks/loss_memory.py --one fused 1024 --V 32000 --H 512   # one JSON line, used by nbs/02_loss
 """
-import argparse, json, os, resource, subprocess, sys, time
+import argparse, json, os, resource, statistics, subprocess, sys, time
 
 def rss_mb() -> float:
     with open("/proc/self/statm") as f: return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -55,28 +58,53 @@ def check(n=300, V=4096, H=256, chunk=128) -> str:
             f"relative difference loss {rel[0]:.1e}, grad h {rel[1]:.1e}, grad W {rel[2]:.1e}: "
             + ("equal within 1e-4" if ok else "NOT equal (tolerance 1e-4)"))
 
-def one(impl: str, n: int, V: int, H: int, chunk: int) -> dict:
-    "Run one forward + backward in this process and measure it."
+def inputs(n: int, V: int, H: int) -> tuple:
+    "Student hidden and lm_head (trained), teacher hidden and lm_head, targets: n + 1 positions, n shifted targets."
     import torch
-    from qwen_kd.loss import kd_loss, fused_kd_loss
     torch.manual_seed(0); torch.set_grad_enabled(True)
-    hs = (torch.randn(1, n + 1, H) * 0.5).requires_grad_()  # n + 1 positions → n shifted targets
+    hs = (torch.randn(1, n + 1, H) * 0.5).requires_grad_()
     ws = (torch.randn(V, H) * 0.02).requires_grad_()
     ht, wt = torch.randn(1, n + 1, H) * 0.5, torch.randn(V, H) * 0.02
     y = torch.randint(0, V, (1, n + 1)); y[0, 0] = -100
-    base = rss_mb()
-    t0 = time.perf_counter()
+    return hs, ws, ht, wt, y
+
+def fwd_bwd(impl: str, x: tuple, chunk: int) -> float:
+    "One forward + backward of `impl` on the inputs `x`; the loss."
+    import torch
+    from qwen_kd.loss import kd_loss, fused_kd_loss
+    hs, ws, ht, wt, y = x
+    hs.grad = ws.grad = None
     if impl == "naive":
         with torch.no_grad(): t_logits = ht @ wt.T  # (1, n+1, V) the teacher never needs gradients
         loss = kd_loss(hs @ ws.T, t_logits, y, ALPHA, T)[0]
     elif impl == "liger":
         loss = liger_loss(chunk)(hs[0, :-1], ws, ht[0, :-1], wt, y[0, 1:])  # (n, H) rows, shifted targets
-    else:
-        loss = fused_kd_loss(hs, ws, ht, wt, y, "fkl", T, ALPHA, chunk_size=chunk)[0]
+    else:  # fused; compiled: the same with its chunks' element-wise work through torch.compile
+        loss = fused_kd_loss(hs, ws, ht, wt, y, "fkl", T, ALPHA, chunk_size=chunk, compile=impl == "compiled")[0]
     loss.backward()
+    return loss.item()
+
+def one(impl: str, n: int, V: int, H: int, chunk: int) -> dict:
+    "Run one forward + backward in this process and measure it."
+    x = inputs(n, V, H)
+    base = rss_mb()
+    t0 = time.perf_counter()
+    loss = fwd_bwd(impl, x, chunk)
     secs = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return {"impl": impl, "n": n, "peak_mb": round(peak - base, 1), "secs": round(secs, 2), "loss": loss.item()}
+    return {"impl": impl, "n": n, "peak_mb": round(peak - base, 1), "secs": round(secs, 2), "loss": loss}
+
+def timed(n: int, impls: list[str], V: int, H: int, chunk: int, rounds: int) -> dict:
+    "Seconds per forward + backward, interleaved in this process: one of each impl per round, the order alternating."
+    x, secs = inputs(n, V, H), {i: [] for i in impls}
+    if "compiled" in impls:  # compile outside the timed rounds (once per chunk shape)
+        t0 = time.perf_counter(); fwd_bwd("compiled", x, chunk)
+        print(f"  compiled N={n:>5}: first call (compiling) {time.perf_counter() - t0:.1f} s", flush=True)
+    for r in range(rounds):
+        for impl in (impls if r % 2 == 0 else impls[::-1]):
+            t0 = time.perf_counter(); fwd_bwd(impl, x, chunk); secs[impl].append(time.perf_counter() - t0)
+        print(f"  time N={n:>5} round {r + 1}/{rounds}: " + "  ".join(f"{i} {secs[i][-1]:6.2f} s" for i in impls), flush=True)
+    return secs
 
 def run(impl, n, V, H, chunk) -> dict:
     out = subprocess.run([sys.executable, __file__, "--one", impl, str(n), "--V", str(V), "--H", str(H), "--chunk", str(chunk)],
@@ -89,10 +117,12 @@ if __name__ == "__main__":
     p.add_argument("--V", type=int, default=151_936); p.add_argument("--H", type=int, default=1_536)
     p.add_argument("--chunk", type=int, default=256)
     p.add_argument("--ns", type=int, nargs="+", default=[1024, 4096])
+    p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds per N in one process (0: skip)")
     a = p.parse_args()
     if a.one: print(json.dumps(one(a.one[0], int(a.one[1]), a.V, a.H, a.chunk))); sys.exit()  # one JSON line only
     import torch
     from provenance import header, footer
+    from qwen_kd.train import keep_freed_memory
     T0 = time.perf_counter()
     print(header(), flush=True)
     print(f"V={a.V:,} H={a.H:,} fp32 CPU ({torch.get_num_threads()} threads), forward+backward, FKL T=2 alpha=0.5, "
@@ -115,11 +145,19 @@ if __name__ == "__main__":
     base = res["naive", n].get("extrapolated")
     note = f" (naive extrapolated from N={base})" if base else ""
     print(f"naive/fused memory at N={n}: {res['naive', n]['peak_mb'] / res['fused', n]['peak_mb']:.1f}x{note}")
-    m = base or n
-    print(f"naive/fused time at N={m}: {res['naive', m]['secs'] / res['fused', m]['secs']:.2f}x")
     for m in a.ns:
         d = abs(res["fused", m]["loss"] - res["liger", m]["loss"]) / abs(res["liger", m]["loss"])
         print(f"loss at N={m}: ours {res['fused', m]['loss']:.6f}, Liger {res['liger', m]['loss']:.6f} (relative difference {d:.1e})")
     print(f"ours/Liger memory = {res['fused', n]['peak_mb'] / res['liger', n]['peak_mb']:.2f} (N={n})")
-    print(f"ours/Liger time = {res['fused', n]['secs'] / res['liger', n]['secs']:.2f} (N={n})")
+    if a.rounds:  # times from one process, interleaved: a load spike from other jobs hits every impl alike
+        print(f"time: {a.rounds} interleaved rounds per N in one process (freed buffers kept, as `train_student` does)")
+        keep_freed_memory()
+        ratio = lambda s, x, y: statistics.median(p / q for p, q in zip(s[x], s[y]))  # median of per-round ratios
+        for m in a.ns:
+            impls = [i for i in IMPLS if not res[i, m].get("extrapolated")] + ["compiled"]
+            s = timed(m, impls, a.V, a.H, a.chunk, a.rounds)
+            print(f"  median s at N={m}: " + ", ".join(f"{i} {statistics.median(s[i]):.2f}" for i in impls)
+                  + ("; naive/fused time %.2f" % ratio(s, "naive", "fused") if "naive" in impls else ""), flush=True)
+        print(f"compiled/fused time = {ratio(s, 'compiled', 'fused'):.2f} (N={m}, median of per-round ratios)")
+        print(f"ours/Liger time = {ratio(s, 'fused', 'liger'):.2f} (N={m}, median of per-round ratios)")
     print(footer(T0))

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_loss.ipynb #a3df9963
 from __future__ import annotations
-import math, os
+import functools, math, os
 from typing import NamedTuple
 import torch
 import torch.nn.functional as F
@@ -177,6 +177,30 @@ def _autograd_chunk(z, tz, y, sp, kind, T, alpha, beta, skew, n, denom):
         dz, = torch.autograd.grad((alpha * kd + (1 - alpha) * ce) / denom, z)  # (C, Vs)
     return kd, ce, dz
 
+# %% ../nbs/02_loss.ipynb #d6e4dd28
+def _ce_chunk(z, y, alpha, denom):
+    "(zeros, CE) of one chunk weighted by 1 − alpha, and the gradient w.r.t. its logits z (C, Vs) in one buffer."
+    dz = F.log_softmax(z, -1); del z  # (C, Vs)
+    ce = -dz.gather(-1, y[:, None]).squeeze(-1)  # (C,)
+    dz.exp_().mul_((1 - alpha) / denom)  # softmax(z), weighted
+    dz.scatter_add_(-1, y[:, None], torch.full_like(ce[:, None], -(1 - alpha) / denom))
+    return torch.zeros_like(ce), ce, dz
+
+# %% ../nbs/02_loss.ipynb #6a3b9029
+def _fkl_terms(z, tz, y, T: float, alpha: float, n: int, denom):
+    "`_fkl_chunk` as a pure function of its tensors (no in-place ops, no closure): what `torch.compile` fuses."
+    ls, lt = F.log_softmax(z[:, :n] / T, -1), F.log_softmax(tz[:, :n] / T, -1)  # (C, n)
+    pt = lt.exp()
+    kd = ((lt - ls) * pt).sum(-1) * T ** 2  # (C,)
+    lz = F.log_softmax(z, -1)  # (C, Vs)
+    ce = -lz.gather(-1, y[:, None]).squeeze(-1)
+    hot = torch.arange(z.shape[-1], device=z.device) == y[:, None]  # (C, Vs) one-hot of y, fused, never stored
+    g = (lz.exp() - hot.to(lz.dtype)) * ((1 - alpha) / denom)  # ∂CE/∂z, weighted
+    return kd, ce, torch.cat([g[:, :n] + (ls.exp() - pt) * (alpha * T / denom), g[:, n:]], -1)
+
+@functools.cache
+def _compiled_fkl(): return torch.compile(_fkl_terms)  # compiled once per process, on first use
+
 # %% ../nbs/02_loss.ipynb #3c93eda5
 def _free_bytes(device) -> int:
     "Free memory on `device`: CUDA's free bytes, or the kernel's MemAvailable (all RAM if /proc is missing)."
@@ -212,6 +236,7 @@ class FusedOptions(NamedTuple):
     denom: float|torch.Tensor # what the summed terms are divided by (target tokens across accumulation)
     sparse_mode: str|None = None # topk | sample with cached targets
     matmul_dtype: torch.dtype|None = None # logits' matmuls; None: each side's own dtype
+    compile: bool = False # FKL with a teacher: run the chunk's element-wise work through `torch.compile`
 
 # %% ../nbs/02_loss.ipynb #b5923f3e
 def _saved_grads(ctx, go: torch.Tensor) -> tuple: # ctx of a chunked loss Function: saved (gh, gw), `dtypes`
@@ -221,6 +246,12 @@ def _saved_grads(ctx, go: torch.Tensor) -> tuple: # ctx of a chunked loss Functi
         go = go.to(gh.dtype)
         gh, gw = gh * go, (gw * go if gw is not None else None)
     return gh.to(ctx.dtypes[0]), (gw.to(ctx.dtypes[1]) if gw is not None else None)
+
+def _acc_mm(acc: torch.Tensor|None, a: torch.Tensor, b: torch.Tensor, dt: torch.dtype) -> torch.Tensor:
+    "acc + a @ b in `dt` (fp32 accumulation of 16-bit products); the first product becomes acc, no zeros first."
+    if acc is None: return (a @ b).to(dt)
+    if a.dtype == dt: return acc.addmm_(a, b)
+    return acc.add_(a @ b)
 
 class FusedKD(torch.autograd.Function):
     "Chunked KD + CE over target rows: loss and gradients in forward, gradients scaled in backward."
@@ -234,9 +265,8 @@ class FusedKD(torch.autograd.Function):
         t_mm = (opts.matmul_dtype or torch.promote_types(th.dtype, tw.dtype)) if tw is not None else None
         # the lm_heads in their matmul dtypes: no copy when the dtype matches (the default)
         w_mm, tw_mm = w.to(s_mm), (tw.to(t_mm) if tw is not None else None)
-        gh = torch.zeros(h.shape, dtype=dt, device=h.device)  # (N, H)
-        # (Vs, H) the one weight-gradient buffer
-        gw = torch.zeros(w.shape, dtype=dt, device=w.device) if ctx.needs_input_grad[1] else None
+        gh = torch.empty(h.shape, dtype=dt, device=h.device)  # (N, H), every row written below
+        gw = None  # (Vs, H) the one weight-gradient buffer: the first chunk's product, no zero-filled (Vs, H) pass
         kd_sum, ce_sum = h.new_zeros((), dtype=dt), h.new_zeros((), dtype=dt)
         for i in range(0, h.shape[0], C):
             hc = h[i:i+C].to(s_mm)  # (C, H)
@@ -244,18 +274,22 @@ class FusedKD(torch.autograd.Function):
             t_logits = lambda: (th[i:i+C].to(t_mm) @ tw_mm.T).to(dt)  # (C, Vt)
             sp = (sp_ids[i:i+C], sp_logp[i:i+C], mode) if sp_ids is not None else None
             if kind == "fkl" and tw_mm is not None:  # the default: hand-written gradient, fewer buffers
-                kd, ce, dz = _fkl_chunk(s_logits(), t_logits, y[i:i+C], T, alpha, n, denom)
+                if opts.compile: kd, ce, dz = _compiled_fkl()(s_logits(), t_logits(), y[i:i+C], T, alpha, n, denom)
+                else: kd, ce, dz = _fkl_chunk(s_logits(), t_logits, y[i:i+C], T, alpha, n, denom)
+                kd, ce = kd.sum(), ce.sum()
+            elif tw_mm is None and sp is None:  # plain CE (SFT, seqkd): a hand-written gradient as well
+                kd, ce, dz = _ce_chunk(s_logits(), y[i:i+C], alpha, denom)
                 kd, ce = kd.sum(), ce.sum()
             else:
                 tz = t_logits() if tw_mm is not None else None
                 kd, ce, dz = _autograd_chunk(s_logits(), tz, y[i:i+C], sp, kind, T, alpha, beta, skew, n, denom)
             dz = dz.to(s_mm)  # no copy unless the matmuls are 16-bit
-            gh[i:i+C] = dz @ w_mm
-            if gw is not None:
-                if s_mm == dt: gw.addmm_(dz.T, hc)
-                else: gw += dz.T @ hc  # a 16-bit (Vs, H) product, accumulated in fp32
+            if s_mm == dt: torch.mm(dz, w_mm, out=gh[i:i+C])  # straight into gh's rows
+            else: gh[i:i+C] = dz @ w_mm
+            if ctx.needs_input_grad[1]: gw = _acc_mm(gw, dz.T, hc, dt)
             kd_sum += kd.detach(); ce_sum += ce.detach()
             del dz
+        if ctx.needs_input_grad[1] and gw is None: gw = torch.zeros(w.shape, dtype=dt, device=w.device)  # no rows
         ctx.save_for_backward(gh, gw)
         ctx.dtypes = h.dtype, w.dtype
         kd, ce = kd_sum / denom, ce_sum / denom
@@ -282,6 +316,7 @@ def fused_kd_loss(student_hidden: torch.Tensor, # (B, L, H) student final hidden
                   sparse_targets: dict|None = None, # {"ids": (N_t, k), "logp": (N_t, k), "mode": topk|sample}
                   skew: float = 0.1, # skl/srkl skew
                   matmul_dtype: torch.dtype|None = None, # logits' matmuls; None: each side's own (bf16 model → bf16)
+                  compile: bool = False, # FKL with a teacher: `torch.compile` the chunk's element-wise work (opt-in)
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: # (loss, kd, ce), kd and ce detached
     ("`kd_loss` without B×L×V logits: chunked over target tokens, loss and gradients computed in forward, "
      "softmaxes in fp32.")
@@ -305,5 +340,5 @@ def fused_kd_loss(student_hidden: torch.Tensor, # (B, L, H) student final hidden
     vmax = max(student_lm_head.shape[0], tw.shape[0] if has_t else 0)
     C = auto_chunk(h.shape[0], vmax, device=h.device) if chunk_size is None else max(1, int(chunk_size))
     opts = FusedOptions(kind, temperature, float(alpha), beta, skew, n, C, denom, mode,
-                        matmul_dtype)
+                        matmul_dtype, compile)
     return FusedKD.apply(h, student_lm_head, th, tw, y, ids, logp, opts)
