@@ -405,39 +405,63 @@ def _on_policy_now(self: KDTrainer) -> bool:
 # %% ../nbs/03_train.ipynb #d6c095a9
 @patch
 @torch.no_grad()
-def _student_batch(self: KDTrainer, model, inputs) -> dict:
-    "The batch with its replies replaced by replies the student samples from the same prompts."
+def _student_batches(self: KDTrainer, model, batches: list[dict]) -> list[dict]:
+    "The micro-batches with their replies replaced by the student's samples: ONE `generate` call for all of them."
     tok, gen_model = self.processing_class, self.accelerator.unwrap_model(model)
-    rows = []
-    for ids, labels in zip(inputs["input_ids"].tolist(), inputs["labels"].tolist()):
-        first = next((i for i, l in enumerate(labels) if l != -100), None)
-        rows.append(ids[:first] if first is not None else [i for i, l in zip(ids, labels)])
+    rows, sizes = [], []
+    for inputs in batches:
+        sizes.append(len(inputs["input_ids"]))
+        for ids, labels in zip(inputs["input_ids"].tolist(), inputs["labels"].tolist()):
+            first = next((i for i, l in enumerate(labels) if l != -100), None)
+            rows.append(ids[:first] if first is not None else [i for i, l in zip(ids, labels)])
     x, mask = left_pad(rows, tok.pad_token_id)
     was_training = gen_model.training
     gen_model.eval()
+    gc = self.on_policy_gen.generation_config(tok)
     out = gen_model.generate(input_ids=x.to(self.args.device), attention_mask=mask.to(self.args.device),
-                             generation_config=self.on_policy_gen.generation_config(tok))
+                             generation_config=gc)
     gen_model.train(was_training)
-    stop = set(self.on_policy_gen.generation_config(tok).eos_token_id)
-    new = []
+    stop, new = set(gc.eos_token_id), []
     for p, g in zip(rows, out[:, x.shape[1]:].tolist()):
         cut = next((i + 1 for i, t in enumerate(g) if t in stop), len(g))
         reply = [t for t in g[:cut] if t != tok.pad_token_id or t in stop] or [tok.pad_token_id]
         new.append({"input_ids": p + reply, "attention_mask": [1] * (len(p) + len(reply)),
                     "labels": [-100] * len(p) + reply})
-    batch = self._prepare_inputs(self.data_collator.pad(new))
-    batch["ids"] = inputs.get("ids", [])
-    return batch
+    res, at = [], 0
+    for inputs, n in zip(batches, sizes):  # each micro-batch padded on its own, as the collator would
+        batch = self._prepare_inputs(self.data_collator.pad(new[at:at + n])); at += n
+        batch["ids"], batch["on_policy"] = inputs.get("ids", []), True
+        res.append(batch)
+    return res
+
+# %% ../nbs/03_train.ipynb #3503d8ee
+@patch
+def _student_batch(self: KDTrainer, model, inputs) -> dict:
+    "One batch with its replies replaced by replies the student samples from the same prompts."
+    return self._student_batches(model, [inputs])[0]
+
+# %% ../nbs/03_train.ipynb #87475994
+@patch
+def get_batch_samples(self: KDTrainer, epoch_iterator, num_batches, device):
+    "The step's micro-batches; on an on-policy step, the student's samples for all of them from one `generate`."
+    batches, n = super(KDTrainer, self).get_batch_samples(epoch_iterator, num_batches, device)
+    if batches and self._on_policy_now():
+        batches = self._student_batches(self.model_wrapped, [self._prepare_inputs(b) for b in batches])
+        n = self._get_num_items_in_batch(batches, device)
+    return batches, n
 
 # %% ../nbs/03_train.ipynb #219e7cca
 @patch
 def training_step(self: KDTrainer, model, inputs, num_items_in_batch=None):
     "One micro-batch; on an on-policy step its replies are the student's own samples, scored by the teacher alone."
     self._alpha_now = None
-    if self._on_policy_now():
-        inputs = self._student_batch(model, self._prepare_inputs(inputs))
-        n = (inputs["labels"][:, 1:] != -100).sum()  # each micro-batch weighs 1/grad_accum of the step
-        num_items_in_batch = n * self.args.gradient_accumulation_steps * self.accelerator.num_processes
+    sampled = bool(inputs.get("on_policy", False))
+    if not sampled and self._on_policy_now():  # not from `get_batch_samples`: sample this micro-batch alone
+        inputs, num_items_in_batch, sampled = self._student_batch(model, self._prepare_inputs(inputs)), None, True
+    if sampled:
+        if num_items_in_batch is None:  # each micro-batch weighs 1/grad_accum of the step
+            n = (inputs["labels"][:, 1:] != -100).sum()
+            num_items_in_batch = n * self.args.gradient_accumulation_steps * self.accelerator.num_processes
         self._alpha_now = 1.0
         self._parts["on_policy"].append(1.0)
     elif self.lmbda > 0: self._parts["on_policy"].append(0.0)
