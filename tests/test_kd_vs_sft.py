@@ -1,0 +1,66 @@
+"""benchmarks/kd_vs_sft.py on the real-weights testbed: a missing or broken GGUF is refused in one line with nothing
+written, and variant (e) trains on-policy from the student its seqkd phase saved."""
+import importlib.util, json, os, subprocess, sys
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).parent.parent
+SCRIPT = ROOT/"benchmarks"/"kd_vs_sft.py"
+
+def bench():
+    "The benchmark script as a module (its folder on the path for `provenance`)."
+    sys.path.insert(0, str(SCRIPT.parent))
+    spec = importlib.util.spec_from_file_location("kd_vs_sft", SCRIPT)
+    m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+    return m
+
+@pytest.mark.parametrize("kind, says", [("missing", "no such GGUF file"), ("html", "not a GGUF file"),
+                                        ("cut", "cannot read this GGUF file")])
+def test_refuses_a_bad_gguf_in_one_line(tmp_path, kind, says):
+    "No testbed is built from a missing file, a failed download or a cut GGUF: one line, exit 2, an empty cache."
+    f = tmp_path/"SmolLM2.gguf"
+    if kind == "html": f.write_bytes(b"<html>404 Not Found</html>")
+    if kind == "cut": f.write_bytes(b"GGUF" + bytes(range(256)) * 16)  # a header's magic, then garbage
+    env = {**os.environ, "QWEN_KD_CACHE": str(tmp_path/"cache"), "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
+           "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, str(SCRIPT), "--testbed", "real", "--quick", "--gguf", str(f),
+                        "--work", str(tmp_path/"work")], env=env, capture_output=True, text=True, timeout=300)
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("qwen-kd: error:") and says in lines[0], r.stderr[-2000:]
+    cache = tmp_path/"cache"
+    assert not cache.exists() or not any(cache.iterdir()), sorted(cache.rglob("*"))
+
+def test_seqkd_then_on_policy_starts_from_the_seqkd_student(tmp_path, monkeypatch):
+    """(e): phase 1 trains seqkd and saves; phase 2 is on-policy (λ = 1, RKL) and starts from exactly those weights,
+    not from the healed init. Checked to fail when phase 2 starts from the init."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from qwen_kd.core import to_jsonl
+    from qwen_kd.data import to_example
+    from qwen_kd.demo import tiny_qwen2, qwen_tokenizer, STUDENT_ROWS, TEACHER_ROWS
+    from qwen_kd.train import KDTrainer
+    m = bench()
+    s_tok = qwen_tokenizer("qwen1.5")
+    tiny_qwen2(2, vocab_size=STUDENT_ROWS).save_pretrained(tmp_path/"init"); s_tok.save_pretrained(tmp_path/"init")
+    exs = [to_example({"prompt": f"What is {i} + {i}?", "solution": f"{2 * i}"}, "grpo") for i in range(8)]
+    (tmp_path/"train.jsonl").write_text(to_jsonl(exs))
+    (tmp_path/"outputs.jsonl").write_text("".join(json.dumps({"id": e["id"], "teacher_output": f"{2 * i}. The answer is 7.",
+        "token_ids": [], "finish_reason": "stop", "gen": "x"}) + "\n" for i, e in enumerate(exs)))
+    S = {"raw": {"train": {"data": str(tmp_path/"train.jsonl"), "teacher_outputs": str(tmp_path/"outputs.jsonl"),
+                           "batch_size": 4, "grad_accum": 1, "lr": 1e-2, "max_length": 64, "save_steps": 10**6,
+                           "on_policy_max_new_tokens": 6, "precision": "fp32"}},
+         "tc": None, "teacher": tiny_qwen2(1, vocab_size=TEACHER_ROWS), "healed": tmp_path/"init"}
+    seen, real = [], KDTrainer.train
+    def spy(self, *a, **k):
+        seen.append((self.args.output_dir, self.lmbda, self.divergence,
+                     {n: v.detach().clone() for n, v in self.model.state_dict().items()}))
+        return real(self, *a, **k)
+    monkeypatch.setattr(KDTrainer, "train", spy)
+    model, secs = m.train_variant(S, "seqkd_on_policy", 2, 0, tmp_path/"out", s_tok, first=2)
+    assert [Path(s[0]).name for s in seen] == ["phase1", "phase2"] and secs > 0
+    assert seen[0][1] == 0 and seen[1][1:3] == (1.0, "rkl")  # phase 1 seqkd, phase 2 on-policy with reverse KL
+    saved = AutoModelForCausalLM.from_pretrained(tmp_path/"out"/"phase1", dtype=torch.float32).state_dict()
+    init = seen[0][3]
+    assert any(not torch.equal(init[k], saved[k]) for k in saved), "phase 1 did not train"
+    assert all(torch.equal(seen[1][3][k], saved[k]) for k in saved), "phase 2 did not start from phase 1's student"
