@@ -76,6 +76,8 @@ class KDConfig:
                        "loss")
     chunk_size: int = knob(1024, "fused loss: target tokens per (chunk, V) block; 256 saves ~1.7 GiB at V = 152k, "
                            "a little slower")
+    compile_loss: bool = knob(False, "fused FKL with a teacher: torch.compile the chunk's element-wise work (needs a "
+                              "C++ compiler on CPU, Triton on a GPU; the first step compiles)")
     adapter: str = knob("none", "none: train every weight | lora | qlora (4-bit base + LoRA, the least memory)",
                         ADAPTERS)
     lora_r: int = knob(16, "LoRA rank: higher fits more, costs more memory")
@@ -170,13 +172,15 @@ class KDTrainer(Trainer):
                  sparse_mode: str|None = None, # topk | sample when batches carry cached targets (offline)
                  lmbda: float = 0.0, # on-policy share of steps (needs a teacher)
                  on_policy_gen: GenConfig|None = None, # how the student samples on-policy replies
-                 max_nonfinite: int = 5, chunk_size: int = 1024, **kwargs):
+                 max_nonfinite: int = 5, chunk_size: int = 1024,
+                 compile_loss: bool = False, # fused FKL: torch.compile the chunk's element-wise work
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.teacher, self.alpha, self.temperature, self.vocab_size = teacher_model, alpha, temperature, vocab_size
         self.fused, self.divergence, self.beta, self.sparse_mode = fused, divergence, beta, sparse_mode
         self.lmbda, self.max_nonfinite = lmbda, max_nonfinite
         self.on_policy_gen = on_policy_gen or GenConfig(temperature=1.0)
-        self.chunk_size = chunk_size
+        self.chunk_size, self.compile_loss = chunk_size, compile_loss
         if self.teacher is not None: self.teacher.eval().requires_grad_(False)
         self.loss_is_scaled_for_ga = True  # compute_loss divides by num_items_in_batch itself
         self._parts, self._alpha_now = defaultdict(list), None
@@ -350,7 +354,7 @@ def _fused_loss(self: KDTrainer, model, inputs, alpha, num_items_in_batch):
     else:
         loss, kd, ce = fused_kd_loss(h, w, th, tw, labels, kind=self.divergence, temperature=T, alpha=alpha,
                                      beta=self.beta, vocab_size=self.vocab_size, num_items_in_batch=num_items_in_batch,
-                                     matmul_dtype=mm, chunk_size=self.chunk_size)
+                                     matmul_dtype=mm, chunk_size=self.chunk_size, compile=self.compile_loss)
     return loss, kd, ce, labels, out
 
 # %% ../nbs/03_train.ipynb #0c11d823
@@ -599,7 +603,8 @@ def train_student(cfg: KDConfig, teacher_cfg: TeacherConfig|None = None, teacher
                         teacher_model=teacher, alpha=cfg.alpha, temperature=cfg.temperature, vocab_size=n,
                         fused=cfg.fused, divergence=cfg.divergence, beta=cfg.beta,
                         sparse_mode=cache.mode if cache else None, lmbda=cfg.lmbda if cfg.mode == "on_policy" else 0.0,
-                        on_policy_gen=gen, max_nonfinite=cfg.max_nonfinite, chunk_size=cfg.chunk_size)
+                        on_policy_gen=gen, max_nonfinite=cfg.max_nonfinite, chunk_size=cfg.chunk_size,
+                        compile_loss=cfg.compile_loss)
     last = last_checkpoint(out) if cfg.resume else None
     trainer.train(resume_from_checkpoint=str(last) if last else None)
     save_student(trainer, cfg, tok)
