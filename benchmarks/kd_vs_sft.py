@@ -317,6 +317,19 @@ def run_real(S: dict, work: Path, variant: str, steps: int, seed: int, log: Path
     S["done"][key] = r
     return r
 
+def step_costs(S: dict, work: Path, variants: list[str], s_tok, log: Path, rounds: int, steps: int) -> dict:
+    """Seconds per optimiser step of every variant, from `rounds` short runs each, interleaved with the order
+    alternating, so that a change in the machine's load hits every variant alike (the training runs themselves are
+    back to back and cannot be compared that way). (e)'s is its on-policy phase."""
+    secs = {v: [] for v in variants}
+    for r in range(rounds):
+        for v in (variants if r % 2 == 0 else variants[::-1]):
+            timer = StepTimer()
+            with quiet(log): model, _ = train_variant(S, v, steps, 0, work/"timing", s_tok, first=2, timer=timer)
+            del model; gc.collect(); shutil.rmtree(work/"timing", ignore_errors=True)
+            secs[v].append(timer.median())
+    return secs
+
 def se_acc(ps: list[float], n: int) -> float:
     "Binomial standard error of a seed-mean accuracy over `n` examples."
     p = statistics.mean(ps)
@@ -352,7 +365,7 @@ def plot_real(points: dict, path: Path, title: str):
 def main_real(a, work: Path, log: Path, T0: float, load0):
     variants = a.variants or REAL_VARIANTS
     S = setup_real(work, a, log)
-    S["results"] = res = work/f"results{S['n_train']}.jsonl"  # finished runs, per training set
+    S["results"] = res = work/f"results{S['n_train']}-lr{a.lr:g}.jsonl"  # finished runs, per training set and lr
     if a.fresh: res.unlink(missing_ok=True)
     S["done"] = {}
     if res.exists():
@@ -406,14 +419,14 @@ def main_real(a, work: Path, log: Path, T0: float, load0):
             for v in variants:
                 r = go(v, n - n // 2, seed, f"equal steps N={n}", first=n // 2) if v == "seqkd_on_policy" else go(v, n, seed, f"equal steps N={n}")
                 eq.append({**r, "budget": n})
-    groups = {}
-    for r in eq: groups.setdefault((r["budget"], r["seed"]), {})[r["variant"]] = r["step_s"]
-    gs = [g for g in groups.values() if "seqkd" in g]
-    ratio = {v: statistics.median(g[v] / g["seqkd"] for g in gs if v in g) for v in variants}
-    s0 = statistics.median(r["step_s"] for r in eq if r["variant"] == "seqkd")
-    say("per-step cost relative to seqkd (median over the side-by-side groups [min, max]): "
-        + ", ".join(f"{v} {ratio[v]:.2f}x [{min(g[v] / g['seqkd'] for g in gs):.2f}, {max(g[v] / g['seqkd'] for g in gs):.2f}]"
-                    for v in variants) + f"; seqkd median step {s0:.2f} s ((e)'s ratio is its on-policy phase)")
+    if "seqkd" not in variants: raise QwenKDError("--variants must include seqkd: every cost is relative to it")
+    costs = step_costs(S, work, variants, s_tok, log, a.timing_rounds, a.timing_steps)
+    per = [{v: costs[v][r] / costs["seqkd"][r] for v in variants} for r in range(a.timing_rounds)]
+    ratio = {v: statistics.median(g[v] for g in per) for v in variants}
+    say(f"per-step cost relative to seqkd ({a.timing_rounds} interleaved rounds of {a.timing_steps} steps per variant, "
+        "the order alternating; median of per-round ratios [min, max]): "
+        + ", ".join(f"{v} {ratio[v]:.2f}x [{min(g[v] for g in per):.2f}, {max(g[v] for g in per):.2f}]" for v in variants)
+        + f"; seqkd median step {statistics.median(costs['seqkd']):.2f} s ((e)'s ratio is its on-policy phase)")
     if "on_policy" in ratio and "online" in ratio:
         say(f"on-policy step (one batched generate for all {tr['grad_accum']} micro-batches + teacher forward + RKL) vs online KD "
             f"step: {ratio['on_policy'] / ratio['online']:.2f}x")
@@ -505,10 +518,12 @@ def main():
     p.add_argument("--cache-k", type=int, default=16)
     p.add_argument("--batch-size", type=int, default=4, help="real: micro-batch size")
     p.add_argument("--grad-accum", type=int, default=2, help="real: micro-batches per optimiser step")
-    p.add_argument("--lr", type=float, default=1e-3, help="real: the student's learning rate")
+    p.add_argument("--lr", type=float, default=1e-4, help="real: the student's learning rate (1e-3 made on-policy collapse: PPL 5e4)")
     p.add_argument("--figure", default=str(Path(__file__).parent/"kd_vs_sft.png"), help="real: where the figure goes")
     p.add_argument("--work", help="scratch folder (setup is reused from it); default /tmp/qwen_kd_kd_vs_sft[_real]")
     p.add_argument("--no-equal-time", action="store_true")
+    p.add_argument("--timing-rounds", type=int, default=3, help="real: interleaved rounds of the per-step cost timing")
+    p.add_argument("--timing-steps", type=int, default=6, help="real: optimiser steps per variant per timing round")
     p.add_argument("--fresh", action="store_true", help="retrain every run instead of reusing --work/results.jsonl")
     p.add_argument("--reuse-tol", type=float, default=0.05, help="an equal-time run within this share of N steps reuses the equal-steps run")
     a = p.parse_args()
