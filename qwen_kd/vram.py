@@ -225,13 +225,15 @@ def fused_loss_bytes(targets: int, # N: target tokens in the micro-batch
     mt = (mm_bytes or max(tw_bytes, th_bytes)) if t is not None else 0
     gathered = targets * (s.H * h_bytes + Ht * th_bytes + 8 + 32)  # h, th, y and the boolean-index positions
     copies = s.V * s.H * ms * (w_bytes != ms) + Vt * Ht * mt * (tw_bytes != mt)  # lm_heads cast to the matmul dtype
-    kept = targets * s.H * 4 + s.V * s.H * 4 * lm_head_grad  # gh, gw
+    gh, gw = targets * s.H * 4, s.V * s.H * 4 * lm_head_grad
     # a chunk's hidden states cast to the matmul dtype
     hc = C * (s.H * ms * (h_bytes != ms) + Ht * mt * (th_bytes != mt))
     soft = C * (s.V + (Vt + 2 * n if t is not None else n)) * 4  # z, log p_S, teacher z, log p_T
     # dz, its 16-bit copy, the gw product
     grad = C * s.V * (4 + (ms < 4) * 2) + s.V * s.H * ms * (ms < 4 and lm_head_grad)
-    return gathered + copies + kept + hc + max(soft, grad), kept
+    # one chunk: gw is that chunk's own product, made after its softmax buffers are freed; more: gw lives from the first
+    one = C >= targets
+    return gathered + copies + gh + hc + (max(soft, grad + gw) if one else gw + max(soft, grad)), gh + gw
 
 # %% ../nbs/03a_vram.ipynb #7606e195
 OPTIMIZERS = ("adamw_torch_fused", "adamw_torch", "adamw_bnb_8bit", "sgd")
