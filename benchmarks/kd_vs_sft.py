@@ -518,7 +518,7 @@ def main():
     p.add_argument("--cache-k", type=int, default=16)
     p.add_argument("--batch-size", type=int, default=4, help="real: micro-batch size")
     p.add_argument("--grad-accum", type=int, default=2, help="real: micro-batches per optimiser step")
-    p.add_argument("--lr", type=float, default=1e-4, help="real: the student's learning rate (1e-3 made on-policy collapse: PPL 5e4)")
+    p.add_argument("--lr", type=float, default=1e-4, help="real: the student's learning rate (an unsaved run at 1e-3: on-policy collapsed to PPL ~5e4)")
     p.add_argument("--figure", default=str(Path(__file__).parent/"kd_vs_sft.png"), help="real: where the figure goes")
     p.add_argument("--work", help="scratch folder (setup is reused from it); default /tmp/qwen_kd_kd_vs_sft[_real]")
     p.add_argument("--no-equal-time", action="store_true")

@@ -17,7 +17,7 @@ CPU; install with `pip install -e ".[bench]"`) is the third column, on the same 
 not scaled by T², so it gets `weight_soft_loss = alpha·T²` to compute the same loss as ours; before the runs a small
 in-process check prints both losses and gradients side by side.
 
-    PYTHONPATH=. python benchmarks/loss_memory.py --ns 2048 4096 | tee benchmarks/loss_memory.out.txt   # the lines and ratios
+    PYTHONPATH=. python benchmarks/loss_memory.py | tee benchmarks/loss_memory.out.txt   # the lines and ratios
     python benchmarks/loss_memory.py --one fused 1024 --V 32000 --H 512   # one JSON line, used by nbs/02_loss
 """
 import argparse, json, os, resource, statistics, subprocess, sys, time
@@ -116,7 +116,7 @@ if __name__ == "__main__":
     p.add_argument("--one", nargs=2, metavar=("IMPL", "N"))
     p.add_argument("--V", type=int, default=151_936); p.add_argument("--H", type=int, default=1_536)
     p.add_argument("--chunk", type=int, default=256)
-    p.add_argument("--ns", type=int, nargs="+", default=[1024, 4096])
+    p.add_argument("--ns", type=int, nargs="+", default=[2048, 4096])
     p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds per N in one process (0: skip)")
     a = p.parse_args()
     if a.one: print(json.dumps(one(a.one[0], int(a.one[1]), a.V, a.H, a.chunk))); sys.exit()  # one JSON line only

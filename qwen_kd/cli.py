@@ -4,12 +4,10 @@
 
 # %% ../nbs/06_cli.ipynb #afa6c38e
 from __future__ import annotations
-import argparse, errno, functools, json, logging, os, sys, warnings
+import argparse, errno, functools, json, os, sys, warnings
 from dataclasses import MISSING, fields
 from pathlib import Path
 import yaml
-# bitsandbytes warns on import when an optional CPU kernel is not installed; it is not the user's problem
-logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 from transformers.utils import logging as hf_logging
 from .core import QwenKDError, QwenKDWarning, disk_full
 from .eval import report_markdown, parse_models
