@@ -57,8 +57,7 @@ from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1"); os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-import logging, warnings
-logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+import warnings
 import torch
 import torch.nn.functional as F
 from qwen_kd.demo import build_demo_assets, make_demo_data
@@ -187,12 +186,13 @@ def evaluate(model, tok, S: dict) -> dict:
 
 # -------------------------------------------------------------------------------------------------------- training
 class StepTimer(TrainerCallback):
-    "Seconds between consecutive optimiser steps (data loading, sparse-target reads and logging included)."
-    def __init__(self): self.ends = []
-    def on_train_begin(self, args, state, control, **kw): self.ends.append(time.perf_counter())
-    def on_step_end(self, args, state, control, **kw): self.ends.append(time.perf_counter())
+    "Seconds of each optimiser step (data loading, sparse-target reads and logging included)."
+    def __init__(self): self.steps = []
+    def on_train_begin(self, args, state, control, **kw): self.last = time.perf_counter()
+    def on_step_end(self, args, state, control, **kw):
+        now = time.perf_counter(); self.steps.append(now - self.last); self.last = now
     def median(self) -> float:
-        d = [b - a for a, b in zip(self.ends, self.ends[1:])][2:]  # the first steps warm up allocators and caches
+        d = self.steps[2:]  # the first steps warm up allocators and caches
         return statistics.median(d) if d else float("nan")
 
 MODE = {"seqkd": ("seqkd", None), "online": ("online", None), "offline": ("offline", 1.0)}
@@ -314,18 +314,22 @@ def train_variant(S: dict, variant: str, steps: int, seed: int, out_dir: Path, s
     if model is None: model = AutoModelForCausalLM.from_pretrained(student or S["healed"], dtype=torch.float32)
     return model, secs
 
-class PrefixEval(TrainerCallback):
+class PrefixEval(StepTimer):
     """One run read at several step counts. With a constant learning rate the first k steps of a longer run are a
     k-step run, so one run per variant and seed gives every budget's point: the student is scored by `score` after
-    each step in `evals` and saved (with `tok`) after each step in `saves`. The clock that gives train seconds stops
-    while it does either; greedy scoring draws no random numbers, so the run trains as it would without it."""
+    each step in `evals` and saved (with `tok`) after each step in `saves`. The clock that gives train seconds (and
+    the step times) stops while it does either; greedy scoring draws no random numbers, so the run trains as it would
+    without it."""
     def __init__(self, score, evals=(), saves=(), save_dir: Path|None = None, tok=None):
+        super().__init__()
         self.score, self.evals, self.saves, self.save_dir, self.tok = score, set(evals), set(saves), save_dir, tok
-        self.points, self.clock, self.steps, self.paused = {}, {}, [], 0.0
-    def on_train_begin(self, args, state, control, **kw): self.t0 = self.last = time.perf_counter()
+        self.points, self.clock, self.paused = {}, {}, 0.0
+    def on_train_begin(self, args, state, control, **kw):
+        super().on_train_begin(args, state, control); self.t0 = self.last
     def on_step_end(self, args, state, control, model=None, **kw):
-        now, k = time.perf_counter(), state.global_step
-        self.steps.append(now - self.last); self.clock[k] = now - self.t0 - self.paused
+        super().on_step_end(args, state, control)
+        now, k = self.last, state.global_step
+        self.clock[k] = now - self.t0 - self.paused
         if k in self.saves:
             model.save_pretrained(self.save_dir/f"step{k}"); self.tok.save_pretrained(self.save_dir/f"step{k}")
         if k in self.evals:
@@ -333,9 +337,6 @@ class PrefixEval(TrainerCallback):
             self.points[k] = {**self.score(model), "eval_s": time.perf_counter() - t}
             model.train()
         self.last = time.perf_counter(); self.paused += self.last - now
-    def median(self) -> float:
-        d = self.steps[2:]  # the first steps warm up allocators and caches
-        return statistics.median(d) if d else float("nan")
 
 def teacher_work(S: dict, variant: str, steps: int, first: int = 0) -> float:
     """Seconds of one-off teacher work a run of `steps` optimiser steps needs: pseudo-labels (and for offline the logit

@@ -41,17 +41,15 @@ def main():
         raise SystemExit(f"qwen-kd: error: {saved}: no saved seqkd student; run kd_vs_sft.py --testbed real --work {work} first")
     T0 = time.perf_counter()
     print(header(), flush=True)
-    cfg = argparse.Namespace(gguf=None, budgets=[a.budget], batch_size=4, grad_accum=2, cache_k=16, lr=1e-4)
-    log = work/"answers.log"
-    n_train = sorted(work.glob("train*.jsonl"), key=lambda f: int(f.stem[5:]))[-1]  # the run's own training set
-    cfg.budgets = [int(n_train.stem[5:]) // (cfg.batch_size * cfg.grad_accum)]
-    S = bench.setup_real(work, cfg, log)
+    n_train = max(int(f.stem[5:]) for f in work.glob("train*.jsonl"))  # the run's own training set, train{n}.jsonl
+    cfg = argparse.Namespace(gguf=None, budgets=[n_train // 8], batch_size=4, grad_accum=2, cache_k=16, lr=1e-4)
+    S = bench.setup_real(work, cfg, work/"answers.log")
     tok = load_tokenizer(str(S["healed"]))
     held, gold = S["held_answer"], [e["answer"] for e in S["held_answer"]]
     print(f"{len(held)} held-out problems; gold answers: {len(set(gold))} distinct, commonest "
           f"{collections.Counter(gold).most_common(4)}", flush=True)
     report(f"seqkd, {a.budget // 2} steps", answers(AutoModelForCausalLM.from_pretrained(saved, dtype=torch.float32), tok, held), gold)
-    with bench.quiet(log):
+    with bench.quiet(work/"answers.log"):
         model, _ = bench.train_variant(S, "on_policy", a.steps, a.seed, work/"answers_run", tok, student=str(saved))
     report(f"then on-policy, {a.steps} steps", answers(model, tok, held), gold)
     print(footer(T0), flush=True)

@@ -13,13 +13,12 @@ file, `--random` uses a random-init tiny Qwen2 instead, where KL and top-1 say l
 Run: PYTHONPATH=. python benchmarks/teacher_quant.py --gguf PATH/SmolLM2-135M-Instruct.Q4_1.gguf \
          | tee benchmarks/teacher_quant.out.txt
 """
-import argparse, logging, statistics, tempfile, time
+import argparse, statistics, tempfile, time
 from pathlib import Path
 import torch, torch.nn.functional as F
 from provenance import header, footer
 from qwen_kd.models import load_model
 
-logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 CACHE = Path.home()/".cache/qwen_kd/smollm2-135m-instruct"
 VARIANTS = ("none", "8bit", "int8-torchao")
 

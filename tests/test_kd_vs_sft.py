@@ -31,40 +31,6 @@ def test_refuses_a_bad_gguf_in_one_line(tmp_path, kind, says):
     cache = tmp_path/"cache"
     assert not cache.exists() or not any(cache.iterdir()), sorted(cache.rglob("*"))
 
-def test_seqkd_then_on_policy_starts_from_the_seqkd_student(tmp_path, monkeypatch):
-    """(e): phase 1 trains seqkd and saves; phase 2 is on-policy (λ = 1, RKL) and starts from exactly those weights,
-    not from the healed init. Checked to fail when phase 2 starts from the init."""
-    import torch
-    from transformers import AutoModelForCausalLM
-    from qwen_kd.core import to_jsonl
-    from qwen_kd.data import to_example
-    from qwen_kd.demo import tiny_qwen2, qwen_tokenizer, STUDENT_ROWS, TEACHER_ROWS
-    from qwen_kd.train import KDTrainer
-    m = bench()
-    s_tok = qwen_tokenizer("qwen1.5")
-    tiny_qwen2(2, vocab_size=STUDENT_ROWS).save_pretrained(tmp_path/"init"); s_tok.save_pretrained(tmp_path/"init")
-    exs = [to_example({"prompt": f"What is {i} + {i}?", "solution": f"{2 * i}"}, "grpo") for i in range(8)]
-    (tmp_path/"train.jsonl").write_text(to_jsonl(exs))
-    (tmp_path/"outputs.jsonl").write_text("".join(json.dumps({"id": e["id"], "teacher_output": f"{2 * i}. The answer is 7.",
-        "token_ids": [], "finish_reason": "stop", "gen": "x"}) + "\n" for i, e in enumerate(exs)))
-    S = {"raw": {"train": {"data": str(tmp_path/"train.jsonl"), "teacher_outputs": str(tmp_path/"outputs.jsonl"),
-                           "batch_size": 4, "grad_accum": 1, "lr": 1e-2, "max_length": 64, "save_steps": 10**6,
-                           "on_policy_max_new_tokens": 6, "precision": "fp32"}},
-         "tc": None, "teacher": tiny_qwen2(1, vocab_size=TEACHER_ROWS), "healed": tmp_path/"init"}
-    seen, real = [], KDTrainer.train
-    def spy(self, *a, **k):
-        seen.append((self.args.output_dir, self.lmbda, self.divergence,
-                     {n: v.detach().clone() for n, v in self.model.state_dict().items()}))
-        return real(self, *a, **k)
-    monkeypatch.setattr(KDTrainer, "train", spy)
-    model, secs = m.train_variant(S, "seqkd_on_policy", 2, 0, tmp_path/"out", s_tok, first=2)
-    assert [Path(s[0]).name for s in seen] == ["phase1", "phase2"] and secs > 0
-    assert seen[0][1] == 0 and seen[1][1:3] == (1.0, "rkl")  # phase 1 seqkd, phase 2 on-policy with reverse KL
-    saved = AutoModelForCausalLM.from_pretrained(tmp_path/"out"/"phase1", dtype=torch.float32).state_dict()
-    init = seen[0][3]
-    assert any(not torch.equal(init[k], saved[k]) for k in saved), "phase 1 did not train"
-    assert all(torch.equal(seen[1][3][k], saved[k]) for k in saved), "phase 2 did not start from phase 1's student"
-
 def tiny_setup(tmp_path):
     "A tiny stand-in for the testbed: a 2-layer student, a 1-layer teacher, 8 prompts with teacher replies."
     from qwen_kd.core import to_jsonl
@@ -83,6 +49,28 @@ def tiny_setup(tmp_path):
          "done": {}, "results": tmp_path/"results.jsonl", "prompts_per_step": 4, "n_train": 8,
          "times": {"labels_s": 8.0, "cache_s": 4.0}}
     return S, s_tok
+
+def test_seqkd_then_on_policy_starts_from_the_seqkd_student(tmp_path, monkeypatch):
+    """(e): phase 1 trains seqkd and saves; phase 2 is on-policy (λ = 1, RKL) and starts from exactly those weights,
+    not from the healed init. Checked to fail when phase 2 starts from the init."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from qwen_kd.train import KDTrainer
+    m = bench()
+    S, s_tok = tiny_setup(tmp_path)
+    seen, real = [], KDTrainer.train
+    def spy(self, *a, **k):
+        seen.append((self.args.output_dir, self.lmbda, self.divergence,
+                     {n: v.detach().clone() for n, v in self.model.state_dict().items()}))
+        return real(self, *a, **k)
+    monkeypatch.setattr(KDTrainer, "train", spy)
+    model, secs = m.train_variant(S, "seqkd_on_policy", 2, 0, tmp_path/"out", s_tok, first=2)
+    assert [Path(s[0]).name for s in seen] == ["phase1", "phase2"] and secs > 0
+    assert seen[0][1] == 0 and seen[1][1:3] == (1.0, "rkl")  # phase 1 seqkd, phase 2 on-policy with reverse KL
+    saved = AutoModelForCausalLM.from_pretrained(tmp_path/"out"/"phase1", dtype=torch.float32).state_dict()
+    init = seen[0][3]
+    assert any(not torch.equal(init[k], saved[k]) for k in saved), "phase 1 did not train"
+    assert all(torch.equal(seen[1][3][k], saved[k]) for k in saved), "phase 2 did not start from phase 1's student"
 
 def test_a_prefix_of_a_run_is_a_shorter_run(tmp_path, monkeypatch):
     """One run scored at steps 2 and 3 (constant lr) gives at step 2 exactly the student of a separate 2-step run (with
